@@ -1,0 +1,376 @@
+"""Join records to ground truth and decide, per response, whether it is right.
+
+Predictions arrive as JSON text. Labels arrive as whatever the dataset file
+holds (``3``, ``3.0`` or ``"3"``). Both are turned into one canonical form per
+task so that ``3``, ``3.0`` and ``"3"`` are the same class, and a comparison
+that cannot be meaningful (numbers against words) is an error, not a silent 0 %.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisInputError
+
+__all__ = ["TASKS", "JoinSummary", "infer_task", "join_truth", "normalise_text"]
+
+Task = Literal["classification", "regression", "text"]
+TASKS: tuple[str, ...] = ("classification", "regression", "text")
+
+_INT_RE = re.compile(r"^[+-]?\d+$")
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class JoinSummary:
+    """What the join found; reported in ``summary.json``."""
+
+    task: str
+    """The task used to compare predictions with labels."""
+    task_inferred: bool
+    """True when the task was inferred from the labels rather than given."""
+    n_records: int
+    """Rows in ``records.csv``."""
+    n_with_truth: int
+    """Records whose ``sample_id`` has a label."""
+    n_without_truth: int
+    """Records whose ``sample_id`` has no label (excluded from quality metrics)."""
+    without_truth_examples: list[str]
+    """A few such sample ids."""
+    n_truth: int
+    """Labelled samples in the ground truth."""
+    n_truth_never_sent: int
+    """Labelled samples never requested during the run."""
+    assumptions: list[str] = field(default_factory=list)
+    """Interpretations made while comparing (e.g. probability vectors scored by argmax)."""
+
+
+def _check_task(task: str | None) -> None:
+    if task is not None and task not in TASKS:
+        raise AnalysisInputError(f"task must be one of {', '.join(TASKS)} (or None to infer it), got {task!r}")
+
+
+def infer_task(labels: pd.Series) -> str:
+    """Guess the task from the labels alone.
+
+    Floats with fractional values and many distinct values are a regression
+    target; text with spaces or long strings is free text; anything else
+    (integers, short tokens) is a class label.
+
+    Parameters
+    ----------
+    labels : pandas.Series
+        Ground-truth labels.
+
+    Returns
+    -------
+    {"classification", "regression", "text"}
+
+    Examples
+    --------
+    >>> infer_task(pd.Series([0, 1, 2, 1]))
+    'classification'
+    >>> infer_task(pd.Series(["cat", "dog"]))
+    'classification'
+    >>> infer_task(pd.Series([i * 0.37 for i in range(100)]))
+    'regression'
+    >>> infer_task(pd.Series(["the cat sat", "a dog"]))
+    'text'
+    """
+    values = labels.dropna()
+    if values.empty:
+        return "classification"
+    if pd.api.types.is_bool_dtype(values):
+        return "classification"
+    if pd.api.types.is_numeric_dtype(values):
+        floats = values.astype("float64")
+        fractional = bool((floats % 1 != 0).any())
+        return "regression" if fractional and floats.nunique() > 20 else "classification"
+    text = values.astype(str)
+    numeric = text.str.strip().str.fullmatch(_FLOAT_RE.pattern)
+    if bool(numeric.all()):
+        return infer_task(pd.to_numeric(text))
+    if bool(text.str.contains(r"\s", regex=True).any()) or float(text.str.len().median()) > 30:
+        return "text"
+    return "classification"
+
+
+def normalise_text(text: str) -> str:
+    """Normalise free text for a lenient match: Unicode NFKC, case-folded,
+    punctuation removed, whitespace collapsed.
+
+    Examples
+    --------
+    >>> normalise_text("  The  Cat, sat! ")
+    'the cat sat'
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    kept = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in folded)
+    return " ".join(kept.split())
+
+
+def _decode(prediction: str) -> Any:
+    if prediction == "":
+        return None
+    try:
+        return json.loads(prediction)
+    except ValueError:
+        # Not JSON: compare the raw text rather than discard the answer.
+        return prediction
+
+
+def _number_key(value: float) -> str:
+    if math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return repr(float(value))
+
+
+class _ClassKeys:
+    """Canonical class keys: ``3``, ``3.0``, ``"3"`` and ``" 3 "`` all become ``"3"``."""
+
+    def __init__(self) -> None:
+        self.argmax_used = False
+
+    def __call__(self, value: Any, *, side: str) -> str | None:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if isinstance(value, bool | np.bool_):
+            return str(bool(value))
+        if isinstance(value, Integral):
+            return str(int(value))
+        if isinstance(value, Real):
+            return _number_key(float(value))
+        if isinstance(value, str):
+            stripped = value.strip()
+            if _INT_RE.match(stripped):
+                return str(int(stripped))
+            if _FLOAT_RE.match(stripped):
+                return _number_key(float(stripped))
+            return stripped
+        if isinstance(value, list) and side == "prediction":
+            if len(value) == 1:
+                return self(value[0], side=side)
+            if value and all(isinstance(v, Real) and not isinstance(v, bool) for v in value):
+                self.argmax_used = True
+                return str(int(np.argmax(value)))
+        raise AnalysisInputError(
+            f"{side} {json.dumps(value) if side == 'prediction' else repr(value)} cannot be compared "
+            "as a class label; expected a number or a string"
+        )
+
+
+def _is_number_key(keys: pd.Series) -> pd.Series:
+    return keys.str.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?inf|nan")
+
+
+def _check_comparable(y_true: pd.Series, y_pred: pd.Series) -> None:
+    """Numbers against words can never match: say so instead of reporting 0 %."""
+    truth = y_true.dropna()
+    pred = y_pred.dropna()
+    if truth.empty or pred.empty:
+        return
+    truth_numeric = bool(_is_number_key(truth).all())
+    pred_numeric = bool(_is_number_key(pred).all())
+    truth_words = not bool(_is_number_key(truth).any())
+    pred_words = not bool(_is_number_key(pred).any())
+    if (truth_numeric and pred_words) or (truth_words and pred_numeric):
+        raise AnalysisInputError(
+            f"predictions are {'numbers' if pred_numeric else 'text'} (e.g. {pred.iloc[0]!r}) but labels are "
+            f"{'numbers' if truth_numeric else 'text'} (e.g. {truth.iloc[0]!r}); they cannot be compared. "
+            "Check the label column and the protocol's prediction field"
+        )
+
+
+def _to_float(value: Any, *, side: str) -> float:
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool):
+        raise AnalysisInputError(f"{side} {value!r} is not a number; a regression task needs numeric values")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise AnalysisInputError(f"{side} {value!r} is not a number; a regression task needs numeric values") from None
+
+
+def _check_truth(truth: pd.DataFrame) -> None:
+    if not isinstance(truth, pd.DataFrame):
+        raise AnalysisInputError(f"truth must be a DataFrame, got {type(truth).__name__}")
+    missing = [c for c in ("sample_id", "label") if c not in truth.columns]
+    if missing:
+        raise AnalysisInputError(
+            f"ground truth has no column {', '.join(repr(c) for c in missing)}; "
+            f"columns are: {', '.join(map(str, truth.columns))}"
+        )
+    duplicated = truth["sample_id"][truth["sample_id"].duplicated()]
+    if not duplicated.empty:
+        examples = ", ".join(repr(s) for s in pd.unique(duplicated)[:_EXAMPLES])
+        raise AnalysisInputError(
+            f"ground truth has {duplicated.nunique()} duplicated sample ids (e.g. {examples}); "
+            "each sample needs exactly one label"
+        )
+
+
+def _check_records(records: pd.DataFrame) -> None:
+    if not isinstance(records, pd.DataFrame):
+        raise AnalysisInputError(f"records must be a DataFrame, got {type(records).__name__}")
+    missing = [c for c in ("sample_id", "ok", "prediction") if c not in records.columns]
+    if missing:
+        raise AnalysisInputError(
+            f"records have no column {', '.join(repr(c) for c in missing)}; "
+            f"columns are: {', '.join(map(str, records.columns))}"
+        )
+
+
+def join_truth(
+    records: pd.DataFrame, truth: pd.DataFrame, *, task: str | None = None
+) -> tuple[pd.DataFrame, JoinSummary]:
+    """Attach labels to records (many-to-one on ``sample_id``) and score them.
+
+    Parameters
+    ----------
+    records : pandas.DataFrame
+        From :func:`analysis.read_records`.
+    truth : pandas.DataFrame
+        Columns ``sample_id`` and ``label``, one row per sample.
+    task : {"classification", "regression", "text"} or None
+        How to compare; ``None`` infers it from the labels.
+
+    Returns
+    -------
+    joined : pandas.DataFrame
+        The records plus ``label`` (as stored), ``has_truth``, ``y_true`` and
+        ``y_pred`` (canonical: class keys, floats or text), ``correct``
+        (nullable boolean: errors are ``False``; ``NA`` without truth and for
+        regression) and, for text, ``correct_normalised``.
+    summary : JoinSummary
+        Counts of records without truth and truth ids never sent.
+
+    Raises
+    ------
+    AnalysisInputError
+        Duplicate truth ids (naming examples), or labels that cannot be
+        compared with the predictions.
+
+    Examples
+    --------
+    >>> records = pd.DataFrame({"sample_id": ["a", "b", "c", "z"], "ok": [True, True, False, True],
+    ...                         "prediction": ["3", '"1"', "", "2"]})
+    >>> truth = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "label": [3.0, 2, 1, 0]})
+    >>> joined, summary = join_truth(records, truth)
+    >>> joined["correct"].tolist()
+    [True, False, False, <NA>]
+    >>> summary.n_without_truth, summary.n_truth_never_sent
+    (1, 1)
+    """
+    _check_records(records)
+    _check_truth(truth)
+    _check_task(task)
+    inferred = task is None
+    resolved: str = infer_task(truth["label"]) if task is None else task
+    assumptions: list[str] = []
+
+    truth_ids = truth["sample_id"].astype(str)
+    label_by_id = pd.Series(truth["label"].to_numpy(dtype=object), index=pd.Index(truth_ids))
+    sample_ids = records["sample_id"].astype(str)
+    positions = label_by_id.index.get_indexer(pd.Index(sample_ids))
+    has_truth = positions >= 0
+    labels_obj = label_by_id.to_numpy()
+    label_col = np.full(len(records), None, dtype=object)
+    label_col[has_truth] = labels_obj[positions[has_truth]]
+
+    ok = records["ok"].to_numpy(dtype=bool)
+    codes, uniques = pd.factorize(records["prediction"].fillna("").astype(str))
+    decoded = [_decode(u) for u in uniques]
+    scorable = ok & has_truth
+
+    joined = records.copy()
+    joined["label"] = label_col
+    joined["has_truth"] = has_truth
+    if resolved == "classification":
+        keys = _ClassKeys()
+        label_keys = np.array([keys(v, side="label") for v in labels_obj], dtype=object)
+        # Only answers that count need a valid key; a broken error row must not abort the analysis.
+        used = np.zeros(len(uniques), dtype=bool)
+        used[codes[scorable & (codes >= 0)]] = True
+        pred_keys = np.array([keys(v, side="prediction") if u else None for v, u in zip(decoded, used, strict=True)])
+        if keys.argmax_used:
+            assumptions.append("list predictions were scored as probability vectors: class = argmax index")
+        y_true = np.full(len(records), None, dtype=object)
+        y_true[has_truth] = label_keys[positions[has_truth]]
+        y_pred = np.full(len(records), None, dtype=object)
+        y_pred[scorable] = pred_keys[codes[scorable]]
+        _check_comparable(pd.Series(y_true[scorable], dtype=object), pd.Series(y_pred[scorable], dtype=object))
+        match = np.zeros(len(records), dtype=bool)
+        match[scorable] = y_true[scorable] == y_pred[scorable]
+        joined["y_true"] = y_true
+        joined["y_pred"] = y_pred
+        joined["correct"] = pd.array(np.where(has_truth, match, False), dtype="boolean")
+        joined.loc[~has_truth, "correct"] = pd.NA
+    elif resolved == "regression":
+        label_floats = np.array([_to_float(v, side="label") for v in labels_obj], dtype=float)
+        used = np.zeros(len(uniques), dtype=bool)
+        used[codes[scorable & (codes >= 0)]] = True
+        pred_floats = np.array(
+            [_to_float(v, side="prediction") if u else np.nan for v, u in zip(decoded, used, strict=True)],
+            dtype=float,
+        )
+        y_true_f = np.full(len(records), np.nan)
+        y_true_f[has_truth] = label_floats[positions[has_truth]]
+        y_pred_f = np.full(len(records), np.nan)
+        y_pred_f[scorable] = pred_floats[codes[scorable]]
+        joined["y_true"] = y_true_f
+        joined["y_pred"] = y_pred_f
+        joined["correct"] = pd.array([pd.NA] * len(records), dtype="boolean")
+    else:
+        label_text = np.array([str(v) for v in labels_obj], dtype=object)
+        pred_text = np.array([v if isinstance(v, str) else json.dumps(v) for v in decoded], dtype=object)
+        y_true = np.full(len(records), None, dtype=object)
+        y_true[has_truth] = label_text[positions[has_truth]]
+        y_pred = np.full(len(records), None, dtype=object)
+        y_pred[scorable] = pred_text[codes[scorable]]
+        exact = np.zeros(len(records), dtype=bool)
+        exact[scorable] = y_true[scorable] == y_pred[scorable]
+        norm_true = {t: normalise_text(t) for t in set(y_true[scorable])}
+        norm_pred = {t: normalise_text(t) for t in set(y_pred[scorable])}
+        lenient = np.zeros(len(records), dtype=bool)
+        lenient[scorable] = [
+            norm_true[t] == norm_pred[p] for t, p in zip(y_true[scorable], y_pred[scorable], strict=True)
+        ]
+        joined["y_true"] = y_true
+        joined["y_pred"] = y_pred
+        for name, values in (("correct", exact), ("correct_normalised", lenient)):
+            column = pd.array(values, dtype="boolean")
+            column[~has_truth] = pd.NA
+            joined[name] = column
+
+    sent = pd.Index(pd.unique(sample_ids))
+    missing_ids = pd.unique(sample_ids[~has_truth])
+    summary = JoinSummary(
+        task=resolved,
+        task_inferred=inferred,
+        n_records=len(records),
+        n_with_truth=int(has_truth.sum()),
+        n_without_truth=int((~has_truth).sum()),
+        without_truth_examples=[str(s) for s in missing_ids[:_EXAMPLES]],
+        n_truth=len(truth),
+        n_truth_never_sent=int((~label_by_id.index.isin(sent)).sum()),
+        assumptions=assumptions,
+    )
+    if summary.n_with_truth == 0:
+        examples = ", ".join(repr(s) for s in summary.without_truth_examples)
+        truth_examples = ", ".join(repr(s) for s in truth_ids.iloc[:_EXAMPLES])
+        raise AnalysisInputError(
+            f"no record's sample_id is in the ground truth (records have e.g. {examples}; "
+            f"truth has e.g. {truth_examples}); check the truth file and its id column"
+        )
+    return joined, summary
