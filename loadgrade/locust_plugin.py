@@ -1,0 +1,473 @@
+"""The glue between Locust and loadgrade: options, events, messages and the per-request path.
+
+Importing this module registers loadgrade's listeners on Locust's global ``events``; a locustfile then only needs
+a user class that calls :meth:`Controller.replay_one` (see ``locustfiles/replay.py``).
+
+Roles. The *master* (or the single process of a standalone run) owns the run: the run directory, the one
+``records.csv`` writer, the load timeline and ``run.json``. *Workers* (or the same standalone process) own the
+requests: each replays its share of every dataset pass and ships its rows to the master in batches over Locust's
+messaging. When the test stops, the master asks every worker to stop its users and ship its last rows before it
+closes the run ("drain"), so the tail of a run is never lost, and Locust's request count and ours agree.
+"""
+
+from __future__ import annotations
+
+from locust import events
+from locust.env import Environment
+from locust.runners import STATE_MISSING, LocalRunner, MasterRunner, WorkerRunner
+from locust.shape import LoadTestShape
+
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+
+from loadgrade.dataset import Dataset, SampleFeeder
+from loadgrade.errors import ScenarioError
+from loadgrade.protocols import ProtocolBase
+from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
+from loadgrade.responses import Outcome, interpret_response
+from loadgrade.runinfo import default_run_dir, run_info, write_run_info
+from loadgrade.scenario import Scenario, load_scenario
+from loadgrade.shapes import StagePlan, stage_at, stage_plan
+
+logger = logging.getLogger("loadgrade")
+
+MSG_PLAN = "loadgrade_plan"  # master → worker: your slot among the workers of this test
+MSG_ROWS = "loadgrade_rows"  # worker → master: a batch of records
+MSG_EXHAUSTED = "loadgrade_exhausted"  # worker → master: my share of every pass has been sent
+MSG_DRAIN = "loadgrade_drain"  # master → worker: stop your users and ship everything now
+MSG_DRAINED = "loadgrade_drained"  # worker → master: done, nothing more will come
+
+SHIP_INTERVAL_S = 0.5  # rows reach the master at least this often ...
+SHIP_BATCH_ROWS = 2000  # ... or as soon as this many are buffered
+FLUSH_INTERVAL_S = 1.0  # the master flushes records.csv to disk at least this often
+USERS_SAMPLE_INTERVAL_S = 0.2
+DRAIN_TIMEOUT_S = 15.0
+REQUEST_NAME = "predict"
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    # Locust's own parser (not an argument group) knows include_in_web_ui
+    parser.add_argument("--scenario", type=str, default="", env_var="LOADGRADE_SCENARIO", include_in_web_ui=True,
+                       help="Scenario YAML file (endpoint, protocol, dataset, load, SLOs)")
+    parser.add_argument("--run-dir", type=str, default="", env_var="LOADGRADE_RUN_DIR", include_in_web_ui=False,
+                       help="Directory for records.csv and run.json (default: the scenario's output.dir, else "
+                            "runs/<scenario>-<UTC timestamp>; later tests in the same process get -2, -3, ...)")
+
+
+@dataclass
+class Attempt:
+    """What the request listener needs to know about one request beyond what Locust tells it."""
+
+    sample_id: str
+    pass_number: int
+    user_id: int
+    outcome: Outcome | None = None
+
+
+class RunSession:
+    """One test's output on the master (or standalone process): the run directory and its one writer."""
+
+    def __init__(self, controller: Controller, scenario: Scenario, run_dir: Path, timeline: LoadTimeline,
+                 worker_count: int) -> None:
+        self.controller = controller
+        self.scenario = scenario
+        self.run_dir = run_dir
+        self.timeline = timeline
+        self.worker_count = worker_count
+        self.t_start = time.time()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = RecordWriter(run_dir / "records.csv", timeline)
+        self.exhausted: set[str] = set()
+        self.drained: set[str] = set()
+        self.workers: set[str] = set()
+        self._write_info(t_end=None, locust_requests=None, locust_failures=None)
+        self._flusher = gevent.spawn(self._flush_forever)
+
+    def _flush_forever(self) -> None:
+        while not self.writer.closed:
+            gevent.sleep(FLUSH_INTERVAL_S)
+            self.writer.flush()
+
+    def _write_info(self, *, t_end: float | None, locust_requests: int | None, locust_failures: int | None) -> None:
+        write_run_info(self.run_dir / "run.json", run_info(
+            self.scenario, t_start=self.t_start, t_end=t_end, worker_count=self.worker_count,
+            locust_requests=locust_requests, locust_failures=locust_failures,
+            records_written=self.writer.rows_written, stages=self.timeline.stages))
+
+    def finish(self, environment: Environment) -> None:
+        t_end = time.time()
+        self.timeline.close(t_end)
+        self.writer.close()
+        self._flusher.kill(block=False)
+        total = environment.stats.total
+        self._write_info(t_end=t_end, locust_requests=total.num_requests, locust_failures=total.num_failures)
+        mismatch = "" if total.num_requests == self.writer.rows_written else (
+            f" MISMATCH: Locust counted {total.num_requests} requests")
+        logger.info(f"loadgrade: {self.writer.rows_written} records written to {self.run_dir}{mismatch}")
+
+
+class Controller:
+    """loadgrade's state in one Locust process, hung off the environment as ``environment.loadgrade``."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.scenario: Scenario | None = None
+        self._scenario_arg = ""
+        # master / standalone side
+        self.session: RunSession | None = None
+        self.timeline = LoadTimeline()
+        self._last_stage: int | None = None
+        self._runs_started = 0
+        self._sampler: gevent.Greenlet | None = None
+        # worker / standalone side
+        self.plan: tuple[int, int] | None = None  # (slot, slots)
+        self.dataset: Dataset | None = None
+        self.feeder: SampleFeeder | None = None
+        self.protocol: ProtocolBase | None = None
+        self._bodies: list[bytes | None] = []
+        self._headers: dict[str, str] = {}
+        self._rows: list[list[Any]] = []
+        self._sequence = 0
+        self._users_created = 0
+        self._exhausted_sent = False
+        self._shipper: gevent.Greenlet | None = None
+
+    # ------------------------------------------------------------------------------------------ roles
+
+    @property
+    def runner(self) -> Any:
+        return self.environment.runner
+
+    @property
+    def is_master(self) -> bool:
+        return isinstance(self.runner, MasterRunner)
+
+    @property
+    def is_worker(self) -> bool:
+        return isinstance(self.runner, WorkerRunner)
+
+    @property
+    def worker_index(self) -> int:
+        return max(int(getattr(self.runner, "worker_index", 0)), 0)
+
+    # ------------------------------------------------------------------------------------------ scenario
+
+    def scenario_arg(self) -> str:
+        options = self.environment.parsed_options
+        return str(getattr(options, "scenario", "") or "") if options is not None else ""
+
+    def ensure_scenario(self) -> Scenario:
+        """The scenario named by ``--scenario`` (re-read if the web UI changed it); raises ScenarioError."""
+        arg = self.scenario_arg()
+        if not arg:
+            raise ScenarioError("<no scenario>", "--scenario",
+                                "no scenario given: pass --scenario FILE or set LOADGRADE_SCENARIO")
+        if self.scenario is None or arg != self._scenario_arg:
+            self.scenario = load_scenario(arg)
+            self._scenario_arg = arg
+        return self.scenario
+
+    def stage_plan(self) -> list[StagePlan]:
+        return stage_plan(self.ensure_scenario().load)
+
+    # ------------------------------------------------------------------------------------------ master side
+
+    def note_stage(self, index: int, plan: StagePlan) -> None:
+        """Called by the load shape on every tick; records when each stage began on the master's clock."""
+        if index != self._last_stage:
+            self.timeline.start_stage(time.time(), plan.users, plan.spawn_rate)
+            self._last_stage = index
+
+    def _next_run_dir(self, scenario: Scenario) -> Path:
+        arg = getattr(self.environment.parsed_options, "run_dir", "") if self.environment.parsed_options else ""
+        base = Path(arg) if arg else default_run_dir(scenario)
+        candidate, n = base, 1
+        while (candidate / "records.csv").exists():
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+        return candidate
+
+    def begin_run(self) -> None:
+        scenario = self.ensure_scenario()
+        workers = self._live_workers() if self.is_master else ["local"]
+        self.session = RunSession(self, scenario, self._next_run_dir(scenario), self.timeline, len(workers))
+        self.session.workers = set(workers)
+        self._runs_started += 1
+        self._sampler = gevent.spawn(self._sample_users)
+        if self.is_master:
+            for slot, client_id in enumerate(workers):
+                self.runner.send_message(MSG_PLAN, {"slot": slot, "slots": len(workers)}, client_id=client_id)
+        logger.info(f"loadgrade: run directory {self.session.run_dir}")
+
+    def _live_workers(self) -> list[str]:
+        clients = [c for c in self.runner.clients.all if c.state != STATE_MISSING]
+        return [c.id for c in sorted(clients, key=lambda c: self.runner.get_worker_index(c.id))]
+
+    def _sample_users(self) -> None:
+        while True:
+            self.timeline.note_users(time.time(), int(self.runner.user_count))
+            gevent.sleep(USERS_SAMPLE_INTERVAL_S)
+
+    def on_rows(self, environment: Environment, msg: Any, **_: Any) -> None:
+        if self.session is None or self.session.writer.closed:
+            logger.error(f"loadgrade: {len(msg.data['rows'])} rows from {msg.node_id} arrived after the run ended")
+            return
+        self.session.writer.write_rows(msg.data["rows"])
+
+    def on_exhausted(self, environment: Environment, msg: Any, **_: Any) -> None:
+        session = self.session
+        if session is None:
+            return
+        session.exhausted.add(msg.node_id)
+        if session.workers <= session.exhausted:
+            logger.info("loadgrade: every pass over the dataset has been sent; stopping the test")
+            gevent.spawn(self._stop_test)
+
+    def _stop_test(self) -> None:
+        options = self.environment.parsed_options
+        if options is not None and options.headless:
+            self.runner.quit()
+        else:
+            self.runner.stop()
+
+    def on_drained(self, environment: Environment, msg: Any, **_: Any) -> None:
+        if self.session is not None:
+            self.session.drained.add(msg.node_id)
+
+    def drain_workers(self) -> None:
+        """Ask every worker for its last rows and stats, and wait (bounded) until all have answered."""
+        session = self.session
+        if session is None:
+            return
+        targets = {c.id for c in self.runner.clients.all if c.state != STATE_MISSING}
+        for client_id in targets:
+            self.runner.send_message(MSG_DRAIN, None, client_id=client_id)
+        stop_timeout = float(self.environment.stop_timeout or 0)
+        deadline = time.time() + DRAIN_TIMEOUT_S + stop_timeout
+        while not targets <= session.drained and time.time() < deadline:
+            gevent.sleep(0.02)
+        missing = targets - session.drained
+        if missing:
+            logger.error(f"loadgrade: {len(missing)} worker(s) did not ship their last rows in time: {missing}")
+
+    def end_run(self) -> None:
+        if self._sampler is not None:
+            self._sampler.kill(block=False)
+            self._sampler = None
+        if self.session is not None:
+            self.session.finish(self.environment)
+            print(f"loadgrade: run directory {self.session.run_dir}", file=sys.stderr)
+        self.session = None
+        self.timeline = LoadTimeline()
+        self._last_stage = None
+
+    # ------------------------------------------------------------------------------------------ worker side
+
+    def on_plan(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.plan = (int(msg.data["slot"]), int(msg.data["slots"]))
+
+    def begin_replay(self) -> None:
+        """Prepare this process's share of the dataset; on workers the scenario option arrives with the spawn."""
+        scenario = self.ensure_scenario()
+        self.dataset = scenario.data()
+        self.protocol = scenario.protocol
+        if self.is_worker and self.plan is None:
+            logger.error("loadgrade: this worker joined after the test started and has no share of the dataset; "
+                         "its users will stay idle")
+        slot, slots = self.plan if self.is_worker and self.plan else (0, 1)
+        self.feeder = (SampleFeeder(len(self.dataset), slot=slot, slots=slots, passes=scenario.dataset.passes,
+                                    order=scenario.dataset.order, seed=scenario.dataset.seed)
+                       if not (self.is_worker and self.plan is None) else None)
+        self._bodies = [None] * len(self.dataset)
+        self._headers = {"Content-Type": self.protocol.content_type, "Accept": "application/json",
+                         **scenario.endpoint.headers}
+        self._rows = []
+        self._sequence = 0
+        self._exhausted_sent = False
+        self._shipper = gevent.spawn(self._ship_forever)
+
+    def end_replay(self) -> None:
+        if self._shipper is not None:
+            self._shipper.kill(block=False)
+            self._shipper = None
+        self.ship()
+        self.plan = None
+
+    def configure_user(self, user: Any) -> None:
+        """Give a new user its host, time-outs and TLS setting before FastHttpUser builds its client."""
+        scenario = self.ensure_scenario()
+        user.host = self.environment.host or scenario.endpoint.base_url
+        user.network_timeout = scenario.endpoint.timeout_s
+        user.connection_timeout = scenario.endpoint.timeout_s
+        user.insecure = not scenario.endpoint.verify_tls
+        self._users_created += 1
+        user.loadgrade_user_id = self._users_created
+
+    def replay_one(self, user: Any) -> None:
+        """Send the next sample of this process's share and classify the reply (the user's one task)."""
+        item = self.feeder.next() if self.feeder is not None else None
+        if item is None:
+            self._report_exhausted()
+            gevent.sleep(1.0)
+            return
+        index, pass_number = item
+        assert self.dataset is not None
+        assert self.protocol is not None
+        assert self.scenario is not None
+        body = self._bodies[index]
+        if body is None:
+            body = self._bodies[index] = self.protocol.build_body(self.dataset.sample(index))
+        attempt = Attempt(self.dataset.ids[index], pass_number, user.loadgrade_user_id)
+        with user.client.request(self.scenario.endpoint.method, self.scenario.request_path, data=body,
+                                 headers=self._headers, name=REQUEST_NAME, catch_response=True,
+                                 context={"loadgrade": attempt}) as response:
+            status = int(response.status_code or 0)
+            exception = response.request_meta["exception"]
+            try:
+                content = response.content if status else None
+            except Exception as exc:  # the body could not be read: the connection broke mid-reply
+                content, exception = None, exc
+            outcome = interpret_response(self.protocol, status_code=status, content=content, exception=exception)
+            attempt.outcome = outcome
+            if outcome.ok:
+                response.success()
+            else:
+                response.failure(f"{outcome.error_kind} {status}" if outcome.error_kind == "http"
+                                 else outcome.error_kind)
+
+    def on_request(self, context: dict[str, Any], start_time: float, response_time: float,
+                   response_length: int, exception: BaseException | None, response: Any = None,
+                   **_: Any) -> None:
+        attempt = context.get("loadgrade") if context else None
+        if not isinstance(attempt, Attempt):
+            return
+        outcome = attempt.outcome
+        if outcome is None:  # the with-block never finished: report what Locust saw
+            outcome = Outcome(False, "connection", f"{type(exception).__name__}: {exception}")
+        self._sequence += 1
+        worker = self.worker_index
+        self._rows.append(worker_row(
+            request_id=f"{worker}-{self._sequence}", sample_id=attempt.sample_id, worker_index=worker,
+            user_id=attempt.user_id, t_sent=start_time, latency_ms=response_time,
+            status_code=int(getattr(response, "status_code", 0) or 0), ok=outcome.ok,
+            error_kind=outcome.error_kind, error=outcome.error, prediction=outcome.prediction,
+            response_bytes=int(response_length or 0), pass_number=attempt.pass_number))
+        if len(self._rows) >= SHIP_BATCH_ROWS:
+            self.ship()
+
+    def ship(self) -> None:
+        """Send buffered rows to the master (a direct call when standalone)."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self.runner.send_message(MSG_ROWS, {"rows": rows})
+
+    def _ship_forever(self) -> None:
+        while True:
+            gevent.sleep(SHIP_INTERVAL_S)
+            self.ship()
+
+    def _report_exhausted(self) -> None:
+        if not self._exhausted_sent:
+            self._exhausted_sent = True
+            self.ship()
+            self.runner.send_message(MSG_EXHAUSTED, None)
+
+    def on_drain(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.runner.stop()  # stops the users; our test_stop listener ships the last rows
+        self.ship()
+        self.runner._send_stats()  # Locust's own final report, before we say we're done (same socket, in order)
+        self.runner.send_message(MSG_DRAINED, None)
+
+
+# ---------------------------------------------------------------------------------------------------- events
+
+
+def controller_of(environment: Environment) -> Controller:
+    controller = getattr(environment, "loadgrade", None)
+    if controller is None:
+        controller = Controller(environment)
+        environment.loadgrade = controller  # type: ignore[attr-defined]
+    return controller
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    controller = controller_of(environment)
+    runner = environment.runner
+    if isinstance(runner, MasterRunner | LocalRunner):
+        options = environment.parsed_options
+        headless = bool(options is not None and getattr(options, "headless", False))
+        if controller.scenario_arg() or headless:
+            try:
+                controller.ensure_scenario()
+            except ScenarioError as exc:  # before any load starts: one clear message, exit status 2
+                print(f"loadgrade: invalid scenario\n{exc}", file=sys.stderr)
+                sys.exit(2)
+        runner.register_message(MSG_ROWS, controller.on_rows)
+        runner.register_message(MSG_EXHAUSTED, controller.on_exhausted)
+        runner.register_message(MSG_DRAINED, controller.on_drained)
+    if isinstance(runner, WorkerRunner | LocalRunner):
+        environment.events.request.add_listener(controller.on_request)
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(MSG_PLAN, controller.on_plan)
+        runner.register_message(MSG_DRAIN, controller.on_drain)
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    controller = controller_of(environment)
+    try:
+        if isinstance(environment.runner, MasterRunner | LocalRunner):
+            controller.begin_run()
+        if isinstance(environment.runner, WorkerRunner | LocalRunner):
+            controller.begin_replay()
+    except ScenarioError as exc:
+        logger.error(f"loadgrade: invalid scenario, stopping the test\n{exc}")
+        gevent.spawn(controller._stop_test)
+
+
+@events.test_stopping.add_listener
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, MasterRunner):
+        controller_of(environment).drain_workers()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    controller = controller_of(environment)
+    if isinstance(environment.runner, WorkerRunner | LocalRunner):
+        controller.end_replay()
+    if isinstance(environment.runner, MasterRunner | LocalRunner):
+        controller.end_run()
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    controller = controller_of(environment)
+    if controller.session is not None:  # a test that never fired test_stop (interrupted): keep what we have
+        controller.end_run()
+
+
+class ScenarioShape(LoadTestShape):
+    """Follows the stages of the scenario's ``load:`` section and tells loadgrade when each one begins."""
+
+    def tick(self) -> tuple[int, float] | None:
+        assert self.runner is not None
+        controller = controller_of(self.runner.environment)
+        try:
+            plan = controller.stage_plan()
+        except ScenarioError as exc:
+            logger.error(f"loadgrade: invalid scenario\n{exc}")
+            return None
+        index = stage_at(plan, self.get_run_time())
+        if index is None:
+            return None
+        controller.note_stage(index, plan[index])
+        return plan[index].users, plan[index].spawn_rate

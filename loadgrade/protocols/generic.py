@@ -1,0 +1,104 @@
+"""``generic``: any JSON endpoint, described by a body template and a JMESPath expression for the prediction.
+
+Template placeholders are ``{{input}}`` (the sample's model input), ``{{sample_id}}`` and ``{{<column>}}`` for any
+dataset column. A string that is exactly one placeholder is replaced by the value itself (a list stays a list);
+placeholders inside longer strings are replaced by their text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import jmespath
+import jmespath.exceptions
+from pydantic import Field, PrivateAttr, field_validator
+
+from loadgrade.dataset import Sample
+from loadgrade.protocols._base import ExtractionError, ProtocolBase, describe, dumps
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
+BUILTIN_FIELDS = ("input", "sample_id")
+
+
+def placeholders(template: Any) -> set[str]:
+    """Every placeholder name used anywhere in a template.
+
+    >>> sorted(placeholders({"a": "{{input}}", "b": ["id={{ sample_id }}"]}))
+    ['input', 'sample_id']
+    """
+    if isinstance(template, str):
+        return set(_PLACEHOLDER.findall(template))
+    if isinstance(template, dict):
+        return set().union(*(placeholders(v) for v in template.values())) if template else set()
+    if isinstance(template, list):
+        return set().union(*(placeholders(v) for v in template)) if template else set()
+    return set()
+
+
+def _lookup(name: str, sample: Sample) -> Any:
+    if name == "input":
+        return sample.input
+    if name == "sample_id":
+        return sample.sample_id
+    return sample.fields[name]
+
+
+def render(template: Any, sample: Sample) -> Any:
+    """Fill a template's placeholders from a sample.
+
+    >>> render({"x": "{{input}}", "tag": "s-{{sample_id}}"}, Sample("7", [1, 2], {}))
+    {'x': [1, 2], 'tag': 's-7'}
+    """
+    if isinstance(template, str):
+        whole = _PLACEHOLDER.fullmatch(template)
+        if whole:
+            return _lookup(whole.group(1), sample)
+        return _PLACEHOLDER.sub(lambda m: str(_lookup(m.group(1), sample)), template)
+    if isinstance(template, dict):
+        return {k: render(v, sample) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render(v, sample) for v in template]
+    return template
+
+
+class GenericProtocol(ProtocolBase):
+    """A JSON body template filled from the dataset row; the prediction is found with JMESPath."""
+
+    kind: Literal["generic"] = "generic"
+    body: Any = Field(default_factory=lambda: {"inputs": "{{input}}"})
+    prediction: str
+    default_path: ClassVar[str] = "/"
+    _expression: Any = PrivateAttr(default=None)
+
+    @field_validator("prediction")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            jmespath.compile(value)
+        except jmespath.exceptions.JMESPathError as exc:
+            raise ValueError(f"invalid JMESPath expression {value!r}: {exc}") from None
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._expression = jmespath.compile(self.prediction)
+
+    def check_fields(self, fields: Sequence[str]) -> None:
+        unknown = sorted(placeholders(self.body) - set(fields) - set(BUILTIN_FIELDS))
+        if unknown:
+            raise ValueError(f"placeholder {{{{{unknown[0]}}}}} names no dataset column; "
+                             f"use {{{{input}}}}, {{{{sample_id}}}} or one of: {', '.join(list(fields)[:10])}")
+
+    def build_body(self, sample: Sample) -> bytes:
+        return dumps(render(self.body, sample)).encode()
+
+    def extract(self, payload: Any) -> Any:
+        """
+        >>> GenericProtocol(prediction="result.label").extract({"result": {"label": "cat"}})
+        'cat'
+        """
+        value = self._expression.search(payload)
+        if value is None:
+            raise ExtractionError(f"JMESPath {self.prediction!r} found nothing in {describe(payload)}")
+        return value

@@ -1,0 +1,139 @@
+"""The per-request record schema and the one writer of ``records.csv``.
+
+Workers build rows (:func:`worker_row`) and ship them to the master in batches; the master stamps each row with the
+load that was offered when it was sent (:class:`LoadTimeline`) and appends it with :class:`RecordWriter`. In a
+standalone run the local process plays both parts. One writer means no lost and no duplicated rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "request_id",  # unique in the run: "<worker_index>-<sequence>"
+    "sample_id",  # the dataset id of the sample sent
+    "worker_index",  # Locust's index of the worker process (0 when standalone)
+    "user_id",  # the simulated user within that worker
+    "t_sent",  # epoch seconds when the request was sent, microsecond precision
+    "latency_ms",  # Locust's response time: from send to the last byte of the reply
+    "status_code",  # HTTP status, 0 when no response arrived
+    "ok",  # True when transport and format were fine (a wrong prediction is still ok)
+    "error_kind",  # http, timeout, connection, decode, extract, or empty
+    "error",  # the error message, empty when ok
+    "prediction",  # the extracted prediction as JSON text, empty when not ok
+    "response_bytes",  # size of the reply body
+    "pass",  # 1-based pass over the dataset
+    "users_active",  # users running across all workers when the request was sent (stamped by the master)
+    "stage",  # 0-based load stage when the load has stages, else empty (stamped by the master)
+    "target_users",  # the stage's target user count (stamped by the master)
+)
+"""Columns of ``records.csv``, in order. Documented in the README's record reference."""
+
+WORKER_COLUMNS = RECORD_COLUMNS[: RECORD_COLUMNS.index("users_active")]
+"""The part of a row a worker knows; the master appends the rest."""
+
+
+def worker_row(*, request_id: str, sample_id: str, worker_index: int, user_id: int, t_sent: float,
+               latency_ms: float, status_code: int, ok: bool, error_kind: str, error: str, prediction: str,
+               response_bytes: int, pass_number: int) -> list[Any]:
+    """One request as shipped from a worker: plain values in :data:`WORKER_COLUMNS` order, floats pre-formatted.
+
+    >>> worker_row(request_id="0-1", sample_id="a", worker_index=0, user_id=3, t_sent=1.5, latency_ms=2.25,
+    ...            status_code=200, ok=True, error_kind="", error="", prediction="7", response_bytes=10,
+    ...            pass_number=1)
+    ['0-1', 'a', 0, 3, '1.500000', '2.250', 200, 'True', '', '', '7', 10, 1]
+    """
+    return [request_id, sample_id, worker_index, user_id, f"{t_sent:.6f}", f"{latency_ms:.3f}", status_code,
+            "True" if ok else "False", error_kind, error, prediction, response_bytes, pass_number]
+
+
+@dataclass
+class Stage:
+    """One stage of the offered load, on the master's clock."""
+
+    index: int
+    target_users: int
+    spawn_rate: float
+    t_start: float
+    t_end: float | None = None
+
+
+@dataclass
+class LoadTimeline:
+    """What load was offered when, as seen by the master; stamps each row by its ``t_sent``.
+
+    ``users_active`` comes from the runner's user count sampled a few times a second; stages come from the load
+    shape as it moves from one to the next.
+
+    >>> timeline = LoadTimeline()
+    >>> timeline.note_users(10.0, 2); timeline.note_users(11.0, 4)
+    >>> timeline.start_stage(10.0, target_users=2, spawn_rate=1.0); timeline.start_stage(20.0, 4, 1.0)
+    >>> timeline.stamp(10.5), timeline.stamp(25.0), timeline.stamp(9.0)
+    ((2, 0, 2), (4, 1, 4), (2, 0, 2))
+    """
+
+    _user_times: list[float] = field(default_factory=list)
+    _user_counts: list[int] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
+    _stage_starts: list[float] = field(default_factory=list)
+
+    def note_users(self, t: float, users: int) -> None:
+        if not self._user_counts or self._user_counts[-1] != users:
+            self._user_times.append(t)
+            self._user_counts.append(users)
+
+    def start_stage(self, t: float, target_users: int, spawn_rate: float) -> None:
+        if self.stages:
+            self.stages[-1].t_end = t
+        self.stages.append(Stage(len(self.stages), target_users, spawn_rate, t))
+        self._stage_starts.append(t)
+
+    def close(self, t: float) -> None:
+        if self.stages and self.stages[-1].t_end is None:
+            self.stages[-1].t_end = t
+
+    def stamp(self, t_sent: float) -> tuple[int | str, int | str, int | str]:
+        """``(users_active, stage, target_users)`` at ``t_sent``; empty strings where unknown."""
+        users: int | str = ""
+        if self._user_counts:
+            i = bisect.bisect_right(self._user_times, t_sent) - 1
+            users = self._user_counts[max(i, 0)]
+        if not self.stages:
+            return users, "", ""
+        stage = self.stages[max(bisect.bisect_right(self._stage_starts, t_sent) - 1, 0)]
+        return users, stage.index, stage.target_users
+
+
+class RecordWriter:
+    """Appends rows to ``records.csv`` (header first), stamping each with the offered load."""
+
+    def __init__(self, path: Path, timeline: LoadTimeline) -> None:
+        self.path = path
+        self.timeline = timeline
+        self.rows_written = 0
+        self._file: IO[str] = path.open("w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._file, lineterminator="\n")
+        self._csv.writerow(RECORD_COLUMNS)
+        self._t_sent = WORKER_COLUMNS.index("t_sent")
+
+    def write_rows(self, rows: list[list[Any]]) -> None:
+        stamp = self.timeline.stamp
+        t_sent = self._t_sent
+        self._csv.writerows([*row, *stamp(float(row[t_sent]))] for row in rows)
+        self.rows_written += len(rows)
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed

@@ -1,0 +1,80 @@
+"""A small real HTTP server on 127.0.0.1 that misbehaves on purpose, one way per path.
+
+``POST /ok`` answers ``{"output_data": [sum(input) mod 10]}`` (the flask-predict style), and the other paths
+fail in one specific way each, so tests can check that every failure becomes the right kind of error row.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def expected_prediction(features: list[float]) -> int:
+    return int(sum(features)) % 10
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        raw = self.rfile.read(length)
+        path, _, query = self.path.partition("?")
+        if path == "/reset":
+            # SO_LINGER with a zero timeout makes close() send a TCP RST: a "connection reset by peer"
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        if path == "/status/500":
+            self._reply(500, b'{"error": "internal"}')
+        elif path == "/nonjson":
+            self._reply(200, b"<html>definitely not json</html>", "text/html")
+        elif path == "/wrongshape":
+            self._reply(200, b'{"predictions": [1]}')
+        elif path in ("/ok", "/slow"):
+            if path == "/slow":
+                time.sleep(float(query.removeprefix("ms=") or 1000) / 1000)
+            features = json.loads(raw)["input_data"][0]
+            self._reply(200, json.dumps({"output_data": [expected_prediction(features)]}).encode())
+        else:
+            self._reply(404, b'{"error": "no such path"}')
+
+
+@contextmanager
+def fault_server() -> Iterator[str]:
+    """Serve on a free port of 127.0.0.1 in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def refused_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (a port just released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
