@@ -1,18 +1,45 @@
-"""Accuracy against load: turn a loadgrade run directory into levels, statistics, charts and a verdict."""
+"""Accuracy against load: turn a loadgrade run directory into levels, statistics, charts and a verdict.
+
+Everything here is a pure function over pandas DataFrames (data first, options
+keyword-only), so a notebook can use the same pieces as ``python -m analysis``.
+"""
 
 from analysis.errors import AnalysisInputError
 from analysis.io import RunData, load_run, read_records, read_run_info, read_truth
 from analysis.join import JoinSummary, infer_task, join_truth, normalise_text
+from analysis.levels import assign_levels, inflight_concurrency
+from analysis.metrics import (
+    classification_metrics,
+    latency_percentiles,
+    level_table,
+    per_class_recall,
+    regression_metrics,
+    text_metrics,
+)
+from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test, wilson_interval
 
 __all__ = [
     "AnalysisInputError",
     "JoinSummary",
     "RunData",
+    "assign_levels",
+    "classification_metrics",
+    "holm_adjust",
     "infer_task",
+    "inflight_concurrency",
     "join_truth",
+    "latency_percentiles",
+    "level_table",
     "load_run",
+    "mcnemar_test",
+    "newcombe_interval",
     "normalise_text",
+    "per_class_recall",
     "read_records",
     "read_run_info",
     "read_truth",
+    "regression_metrics",
+    "text_metrics",
+    "two_proportion_test",
+    "wilson_interval",
 ]

@@ -1,0 +1,337 @@
+"""Per-level quality, latency, throughput and error figures.
+
+Quality metrics come from scikit-learn itself; latency percentiles are exact
+numpy percentiles over the recorded rows (not Locust's histogram buckets).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    mean_absolute_error,
+    precision_recall_fscore_support,
+    r2_score,
+    recall_score,
+    root_mean_squared_error,
+)
+
+from analysis.errors import AnalysisInputError
+from analysis.join import TASKS, normalise_text
+from analysis.levels import inflight_concurrency
+from analysis.stats import wilson_interval
+
+__all__ = [
+    "ERROR_KINDS",
+    "LATENCY_PERCENTILES",
+    "classification_metrics",
+    "latency_percentiles",
+    "level_table",
+    "per_class_recall",
+    "regression_metrics",
+    "sorted_classes",
+    "text_metrics",
+]
+
+ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "connection", "decode", "extract")
+LATENCY_PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
+# Per-class recall columns are added to the level table up to this many classes.
+MAX_CLASS_COLUMNS = 50
+
+
+def _nan_dict(keys: list[str]) -> dict[str, float]:
+    return dict.fromkeys(keys, float("nan"))
+
+
+def sorted_classes(values: Any) -> list[str]:
+    """Class keys in natural order: numerically when they are all numbers.
+
+    Examples
+    --------
+    >>> sorted_classes(["10", "2", "1"])
+    ['1', '2', '10']
+    >>> sorted_classes(["dog", "cat"])
+    ['cat', 'dog']
+    """
+    unique = sorted({str(v) for v in values if v is not None and v == v})
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return unique
+
+
+def classification_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro/weighted precision, recall and F1 (scikit-learn).
+
+    Classes never predicted get precision 0 (scikit-learn's ``zero_division=0``).
+
+    Examples
+    --------
+    >>> m = classification_metrics(["a", "a", "b", "b"], ["a", "b", "b", "b"])
+    >>> m["accuracy"], m["balanced_accuracy"], round(m["f1_macro"], 4)
+    (0.75, 0.75, 0.7333)
+    """
+    keys = [
+        "accuracy",
+        "balanced_accuracy",
+        *(f"{m}_{avg}" for avg in ("macro", "weighted") for m in ("precision", "recall", "f1")),
+    ]
+    yt = np.asarray(y_true, dtype=object)
+    yp = np.asarray(y_pred, dtype=object)
+    if len(yt) == 0:
+        return _nan_dict(keys)
+    out = {"accuracy": float(accuracy_score(yt, yp))}
+    with warnings.catch_warnings():
+        # "y_pred contains classes not in y_true" is expected under load (a wrong class appears).
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        # A level where every answer is one class is a legitimate (if grim) result.
+        warnings.filterwarnings("ignore", message="A single label was found")
+        out["balanced_accuracy"] = float(balanced_accuracy_score(yt, yp))
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(yt, yp, average=average, zero_division=0.0)
+        out[f"precision_{average}"] = float(precision)
+        out[f"recall_{average}"] = float(recall)
+        out[f"f1_{average}"] = float(f1)
+    return out
+
+
+def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
+    """MAE, RMSE and R² (scikit-learn); R² is NaN with fewer than two samples.
+
+    Examples
+    --------
+    >>> regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
+    {'mae': 0.3333333333333333, 'rmse': 0.5773502691896257, 'r2': 0.5}
+    """
+    yt = np.asarray(y_true, dtype=float)
+    yp = np.asarray(y_pred, dtype=float)
+    if len(yt) == 0:
+        return _nan_dict(["mae", "rmse", "r2"])
+    r2 = float(r2_score(yt, yp)) if len(yt) >= 2 and np.ptp(yt) > 0 else float("nan")
+    return {"mae": float(mean_absolute_error(yt, yp)), "rmse": float(root_mean_squared_error(yt, yp)), "r2": r2}
+
+
+def text_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
+    """Exact match and normalised match (case, punctuation and spacing ignored).
+
+    Examples
+    --------
+    >>> text_metrics(["The cat.", "a dog"], ["the cat", "a dog"])
+    {'exact_match': 0.5, 'normalised_match': 1.0}
+    """
+    yt = [str(v) for v in np.asarray(y_true, dtype=object)]
+    yp = [str(v) for v in np.asarray(y_pred, dtype=object)]
+    if not yt:
+        return _nan_dict(["exact_match", "normalised_match"])
+    return {
+        "exact_match": float(accuracy_score(yt, yp)),
+        "normalised_match": float(accuracy_score([normalise_text(t) for t in yt], [normalise_text(p) for p in yp])),
+    }
+
+
+def latency_percentiles(latency_ms: npt.ArrayLike) -> dict[str, float]:
+    """Exact latency percentiles (numpy's linear interpolation) and the maximum.
+
+    Examples
+    --------
+    >>> latency_percentiles([10.0, 20.0, 30.0, 40.0, 50.0])["p50_ms"]
+    30.0
+    """
+    values = np.asarray(latency_ms, dtype=float)
+    values = values[~np.isnan(values)]
+    keys = [f"p{q}_ms" for q in LATENCY_PERCENTILES] + ["max_ms"]
+    if len(values) == 0:
+        return _nan_dict(keys)
+    qs = np.percentile(values, LATENCY_PERCENTILES)
+    return {
+        **{f"p{q}_ms": float(v) for q, v in zip(LATENCY_PERCENTILES, qs, strict=True)},
+        "max_ms": float(values.max()),
+    }
+
+
+def _check_joined(joined: pd.DataFrame, bounds: pd.DataFrame, task: str) -> None:
+    needed = ["level", "t_sent", "latency_ms", "ok", "error_kind", "users_active", "has_truth", "correct"]
+    missing = [c for c in needed if c not in joined.columns]
+    if missing:
+        raise AnalysisInputError(
+            f"joined records have no column {', '.join(repr(c) for c in missing)} "
+            "(use join_truth and assign_levels first); "
+            f"columns are: {', '.join(map(str, joined.columns))}"
+        )
+    missing_b = [c for c in ("level", "t_start", "t_end", "duration_s") if c not in bounds.columns]
+    if missing_b:
+        raise AnalysisInputError(f"level bounds have no column {', '.join(repr(c) for c in missing_b)}")
+    if task not in TASKS:
+        raise AnalysisInputError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+
+
+def level_table(
+    joined: pd.DataFrame,
+    bounds: pd.DataFrame,
+    *,
+    task: str,
+    slo_latency_ms: float | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """One row per load level with every figure the report shows.
+
+    Parameters
+    ----------
+    joined : pandas.DataFrame
+        Records from :func:`analysis.join_truth` with a ``level`` column from
+        :func:`analysis.assign_levels`.
+    bounds : pandas.DataFrame
+        Level spans from :func:`analysis.assign_levels`.
+    task : {"classification", "regression", "text"}
+    slo_latency_ms : float or None
+        Latency objective for quality goodput; ``None`` counts every correct
+        answer.
+    confidence : float, default 0.95
+        Level of the Wilson intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: ``level``, ``t_start``, ``t_end``, ``duration_s``, ``users``
+        (offered: median ``target_users`` when recorded, else median
+        ``users_active``), ``users_active``, ``n``, ``n_ok``, ``n_truth``
+        (records with a label), ``n_scored`` (successful and labelled),
+        ``throughput_rps`` (requests sent per second of the level),
+        ``inflight_mean``/``inflight_max`` (exact in-flight concurrency),
+        ``accuracy`` (among successful responses) and ``effective_accuracy``
+        (errors count as wrong) each with ``_low``/``_high`` Wilson bounds,
+        ``error_rate`` and ``error_rate_<kind>``, latency ``p50_ms`` ...
+        ``max_ms`` over successful responses, ``goodput_rps`` (correct answers
+        within the SLO per second; for regression: successful answers within
+        the SLO), then task metrics (scikit-learn) and ``recall[<class>]``.
+
+    Examples
+    --------
+    >>> from analysis import assign_levels, join_truth
+    >>> records = pd.DataFrame({"sample_id": ["a", "b", "a", "b"], "ok": [True, True, True, False],
+    ...     "prediction": ["1", "2", "1", ""], "error_kind": ["", "", "", "timeout"],
+    ...     "t_sent": [0.0, 1.0, 10.0, 11.0], "latency_ms": [50.0, 50.0, 80.0, 1000.0], "users_active": [1, 1, 4, 4]})
+    >>> joined, _ = join_truth(records, pd.DataFrame({"sample_id": ["a", "b"], "label": [1, 2]}))
+    >>> joined["level"], bounds = assign_levels(joined, window_s=10)
+    >>> table = level_table(joined, bounds, task="classification")
+    >>> table[["level", "users", "n", "accuracy", "effective_accuracy", "error_rate_timeout"]].to_dict("records")
+    [{'level': 0, 'users': 1.0, 'n': 2, 'accuracy': 1.0, 'effective_accuracy': 1.0, 'error_rate_timeout': 0.0}, \
+{'level': 1, 'users': 4.0, 'n': 2, 'accuracy': 1.0, 'effective_accuracy': 0.5, 'error_rate_timeout': 0.5}]
+    """
+    _check_joined(joined, bounds, task)
+    level = joined["level"].astype("Int64")
+    concurrency_mean, concurrency_max = inflight_concurrency(
+        joined, bounds["t_start"].to_numpy(dtype=float), bounds["t_end"].to_numpy(dtype=float)
+    )
+    classes = sorted_classes(joined.loc[joined["has_truth"], "y_true"]) if task == "classification" else []
+    class_columns = classes if len(classes) <= MAX_CLASS_COLUMNS else []
+    kinds = list(ERROR_KINDS)
+    extra_kinds = sorted(set(joined.loc[~joined["ok"], "error_kind"].astype(str)) - set(kinds) - {""})
+    rows: list[dict[str, Any]] = []
+    positions_by_level = joined.groupby(level, sort=True).indices
+    empty = np.zeros(0, dtype=np.int64)
+    bound_levels = bounds["level"].to_numpy(dtype=np.int64)
+    bound_starts = bounds["t_start"].to_numpy(dtype=float)
+    bound_ends = bounds["t_end"].to_numpy(dtype=float)
+    bound_durations = bounds["duration_s"].to_numpy(dtype=float)
+    for position, level_value in enumerate(bound_levels):
+        group = joined.iloc[positions_by_level.get(level_value, empty)]
+        ok = group["ok"].to_numpy(dtype=bool)
+        has_truth = group["has_truth"].to_numpy(dtype=bool)
+        scored = ok & has_truth
+        correct = group["correct"].fillna(False).to_numpy(dtype=bool)
+        n, n_ok, n_truth, n_scored = len(group), int(ok.sum()), int(has_truth.sum()), int(scored.sum())
+        duration = float(bound_durations[position])
+        if "target_users" in group.columns and group["target_users"].notna().any():
+            users = float(group["target_users"].dropna().median())
+        else:
+            users = float(group["users_active"].median()) if n else float("nan")
+        row: dict[str, Any] = {
+            "level": int(level_value),
+            "t_start": float(bound_starts[position]),
+            "t_end": float(bound_ends[position]),
+            "duration_s": duration,
+            "users": users,
+            "users_active": float(group["users_active"].median()) if n else float("nan"),
+            "n": n,
+            "n_ok": n_ok,
+            "n_truth": n_truth,
+            "n_scored": n_scored,
+            "throughput_rps": n / duration,
+            "inflight_mean": float(concurrency_mean[position]),
+            "inflight_max": float(concurrency_max[position]),
+        }
+        n_correct = int((correct & scored).sum())
+        if task == "regression":
+            for name in ("accuracy", "effective_accuracy"):
+                row.update({name: np.nan, f"{name}_low": np.nan, f"{name}_high": np.nan})
+        else:
+            for name, k, total in (
+                ("accuracy", n_correct, n_scored),
+                ("effective_accuracy", n_correct, n_truth),
+            ):
+                low, high = wilson_interval(k, total, confidence=confidence)
+                row[name] = k / total if total else np.nan
+                row[f"{name}_low"] = float(low)
+                row[f"{name}_high"] = float(high)
+        row["n_correct"] = n_correct
+        row["error_rate"] = (n - n_ok) / n if n else np.nan
+        error_kind = group["error_kind"].astype(str).to_numpy()
+        for kind in kinds + extra_kinds:
+            row[f"error_rate_{kind}"] = float(((~ok) & (error_kind == kind)).sum() / n) if n else np.nan
+        latency = group["latency_ms"].to_numpy(dtype=float)
+        row.update(latency_percentiles(latency[ok]))
+        within = latency <= slo_latency_ms if slo_latency_ms is not None else np.ones(n, dtype=bool)
+        good = (ok & within) if task == "regression" else (correct & scored & within)
+        row["goodput_rps"] = float(good.sum()) / duration
+        y_true = group["y_true"].to_numpy()[scored]
+        y_pred = group["y_pred"].to_numpy()[scored]
+        if task == "classification":
+            row.update(classification_metrics(y_true, y_pred))
+            if class_columns:
+                recalls = _recalls(y_true, y_pred, class_columns)
+                row.update({f"recall[{c}]": r for c, r in zip(class_columns, recalls, strict=True)})
+        elif task == "regression":
+            row.update(regression_metrics(y_true, y_pred))
+        else:
+            row.update(text_metrics(y_true, y_pred))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _recalls(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, classes: list[str]) -> list[float]:
+    if len(np.asarray(y_true)) == 0:
+        return [float("nan")] * len(classes)
+    values = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=np.nan)
+    return [float(v) for v in values]
+
+
+def per_class_recall(joined: pd.DataFrame) -> pd.DataFrame:
+    """Recall of each class at each level (rows: level, columns: class), among successful responses.
+
+    NaN where a class was not sent at that level.
+
+    Examples
+    --------
+    >>> joined = pd.DataFrame({"level": [0, 0, 1, 1], "ok": [True] * 4, "has_truth": [True] * 4,
+    ...                        "y_true": ["a", "b", "a", "b"], "y_pred": ["a", "b", "a", "a"]})
+    >>> per_class_recall(joined).to_dict("index")
+    {0: {'a': 1.0, 'b': 1.0}, 1: {'a': 1.0, 'b': 0.0}}
+    """
+    missing = [c for c in ("level", "ok", "has_truth", "y_true", "y_pred") if c not in joined.columns]
+    if missing:
+        raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
+    scored = joined[joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)]
+    classes = sorted_classes(scored["y_true"])
+    rows = {}
+    for value, group in scored.groupby("level", sort=True):
+        rows[value] = _recalls(group["y_true"].to_numpy(), group["y_pred"].to_numpy(), classes)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=pd.Index(classes, name="class"))
+    table.index.name = "level"
+    return table
