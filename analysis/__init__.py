@@ -4,6 +4,7 @@ Everything here is a pure function over pandas DataFrames (data first, options
 keyword-only), so a notebook can use the same pieces as ``python -m analysis``.
 """
 
+from analysis.degradation import Knee, degradation_table, find_knee, load_order
 from analysis.errors import AnalysisInputError
 from analysis.io import RunData, load_run, read_records, read_run_info, read_truth
 from analysis.join import JoinSummary, infer_task, join_truth, normalise_text
@@ -16,20 +17,30 @@ from analysis.metrics import (
     regression_metrics,
     text_metrics,
 )
+from analysis.report import LevelHeadline, RunAnalysis, Summary, analyse_run, format_levels, summarize, write_outputs
 from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test, wilson_interval
 
 __all__ = [
     "AnalysisInputError",
     "JoinSummary",
+    "Knee",
+    "LevelHeadline",
+    "RunAnalysis",
     "RunData",
+    "Summary",
+    "analyse_run",
     "assign_levels",
     "classification_metrics",
+    "degradation_table",
+    "find_knee",
+    "format_levels",
     "holm_adjust",
     "infer_task",
     "inflight_concurrency",
     "join_truth",
     "latency_percentiles",
     "level_table",
+    "load_order",
     "load_run",
     "mcnemar_test",
     "newcombe_interval",
@@ -39,7 +50,9 @@ __all__ = [
     "read_run_info",
     "read_truth",
     "regression_metrics",
+    "summarize",
     "text_metrics",
     "two_proportion_test",
     "wilson_interval",
+    "write_outputs",
 ]

@@ -1,0 +1,165 @@
+"""Command line: ``python -m analysis report|check|compare``. Parse, call, print; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from analysis.degradation import Knee
+from analysis.errors import AnalysisInputError
+from analysis.report import RunAnalysis, analyse_run, format_levels, write_outputs
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAIL, EXIT_UNUSABLE = 0, 1, 2
+
+DESCRIPTION = """\
+Analyse a loadgrade run: how accuracy, latency, throughput and errors change as load rises.
+
+A run directory holds records.csv (one row per request) and run.json (the scenario and its stages).
+Labels come from the scenario's dataset unless --truth names another file.
+"""
+
+EPILOG = """\
+examples:
+  python -m analysis report runs/digits-20261123T150000Z
+  python -m analysis report runs/x --truth labels.parquet --out results/x --window-s 5
+  python -m analysis check runs/x --rule 'accuracy_drop<=0.01' --rule 'p95_ms<=200'
+
+exit status: 0 success (check: all rules pass), 1 a check rule failed, 2 unusable input.
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="run directory with records.csv and run.json")
+    parser.add_argument(
+        "--truth",
+        metavar="FILE",
+        type=Path,
+        help="labels keyed by sample id (.csv, .jsonl or .parquet); default: the scenario's dataset",
+    )
+    parser.add_argument(
+        "--window-s",
+        metavar="N",
+        type=_positive_float,
+        default=10.0,
+        help="length of a load level in seconds when the run recorded no stages (default: 10)",
+    )
+    parser.add_argument(
+        "--task",
+        choices=("classification", "regression", "text"),
+        help="how to compare predictions with labels; default: the scenario's task, else inferred from the labels",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=("accuracy", "effective_accuracy"),
+        default="accuracy",
+        help="quality used for degradation and the knee: accuracy among successful responses (default), "
+        "or effective accuracy with errors counted as wrong",
+    )
+    parser.add_argument(
+        "--tolerance",
+        metavar="SHARE",
+        type=float,
+        help="drop below baseline that counts as degraded, as a share (0.01 = 1 point); "
+        "default: the scenario's slo.tolerance, else 0.01",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    report = commands.add_parser(
+        "report",
+        help="write levels.csv and summary.json and print the per-level table",
+        description="Analyse a run: write levels.csv (one row per load level) and summary.json (headline "
+        "numbers, the knee, counts, assumptions) into RUN_DIR/analysis/ or --out, and print a per-level table.",
+    )
+    _add_run_options(report)
+    report.add_argument("--out", metavar="DIR", type=Path, help="output directory (default: RUN_DIR/analysis/)")
+    return parser
+
+
+def _knee_line(name: str, knee: Knee | None) -> str:
+    if knee is None:
+        return f"{name}: not applicable"
+    if knee.first_bad_level is None:
+        return f"{name}: none, holds up to the highest load tested ({knee.users:g} users, level {knee.level})"
+    if knee.level is None:
+        return (
+            f"{name}: already failing at the lowest load ({knee.first_bad_users:g} users, level {knee.first_bad_level})"
+        )
+    return (
+        f"{name}: {knee.users:g} users (level {knee.level}); fails from {knee.first_bad_users:g} users "
+        f"(level {knee.first_bad_level}): {knee.criterion}"
+    )
+
+
+def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
+    summary = analysis.summary
+    counts = summary.counts
+    title = f"run {analysis.run.run_dir}" + (f" (scenario {summary.scenario})" if summary.scenario else "")
+    print(title)
+    print(
+        f"task {summary.task}{' (inferred)' if summary.task_inferred else ''}; "
+        f"{counts.n_records} records, {counts.n_with_truth} with labels from {summary.truth_path}; "
+        f"{summary.n_levels} {summary.level_kind} levels"
+    )
+    if counts.n_without_truth:
+        examples = ", ".join(counts.without_truth_examples)
+        print(f"warning: {counts.n_without_truth} records have no label (e.g. {examples}); left out of quality")
+    if summary.n_records_without_level:
+        print(f"note: {summary.n_records_without_level} records were sent outside every stage; left out of levels")
+    print()
+    print(format_levels(analysis.levels, task=summary.task))
+    print()
+    print(_knee_line("quality knee", summary.quality_knee))
+    print(_knee_line("latency knee", summary.latency_knee))
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+
+
+def _report(args: argparse.Namespace) -> int:
+    analysis = analyse_run(
+        args.run_dir,
+        truth=args.truth,
+        window_s=args.window_s,
+        task=args.task,
+        metric=args.metric,
+        tolerance=args.tolerance,
+    )
+    out_dir = args.out if args.out is not None else args.run_dir / "analysis"
+    written = write_outputs(analysis, out_dir)
+    _print_report(analysis, written)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_UNUSABLE
+    handlers = {"report": _report}
+    try:
+        return handlers[args.command](args)
+    except AnalysisInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE

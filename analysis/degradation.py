@@ -1,0 +1,240 @@
+"""Is quality at a load level worse than at the baseline (the lowest load), and where is the knee?
+
+Each level is compared with the baseline. When the same samples were answered
+at both levels the comparison is paired (McNemar on each sample's first
+answer), which removes sample difficulty from the noise; otherwise it falls
+back to an unpaired two-proportion test. p-values are Holm-adjusted across
+levels so that a long ramp does not produce false alarms by sheer number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import AnalysisInputError
+from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test
+
+__all__ = ["METRICS", "Knee", "degradation_table", "find_knee", "load_order"]
+
+METRICS: tuple[str, ...] = ("accuracy", "effective_accuracy")
+# Pair when at least this share of the smaller level's samples were answered at both levels.
+_PAIRED_MIN_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Knee:
+    """Where quality or latency stops holding up as load rises."""
+
+    level: int | None
+    """Highest level (in load order) before the first degraded one; the highest level tested when none is."""
+    users: float | None
+    """Offered users at that level."""
+    first_bad_level: int | None
+    """The first degraded level, or None when no level is."""
+    first_bad_users: float | None
+    """Offered users at the first degraded level."""
+    criterion: str
+    """What "degraded" meant."""
+
+
+def _check_tolerance(tolerance: float, alpha: float) -> None:
+    if not 0 <= tolerance < 1:
+        raise AnalysisInputError(f"tolerance must be in [0, 1) (a share, 0.01 = 1 point), got {tolerance!r}")
+    if not 0 < alpha < 1:
+        raise AnalysisInputError(f"alpha must be between 0 and 1, got {alpha!r}")
+
+
+def load_order(levels: pd.DataFrame) -> pd.DataFrame:
+    """Levels sorted by offered users (then level index); the first row is the baseline.
+
+    Examples
+    --------
+    >>> load_order(pd.DataFrame({"level": [0, 1, 2], "users": [8.0, 2.0, 8.0]}))["level"].tolist()
+    [1, 0, 2]
+    """
+    for column in ("level", "users"):
+        if column not in levels.columns:
+            raise AnalysisInputError(f"level table has no column '{column}'; columns are: {', '.join(levels.columns)}")
+    return levels.sort_values(["users", "level"], kind="stable").reset_index(drop=True)
+
+
+def _first_answers(group: pd.DataFrame, *, metric: str) -> pd.DataFrame:
+    mask = group["has_truth"].to_numpy(dtype=bool)
+    if metric == "accuracy":
+        mask = mask & group["ok"].to_numpy(dtype=bool)
+    answers = group.loc[mask, ["sample_id", "t_sent", "correct", "y_pred", "ok"]]
+    answers = answers.sort_values("t_sent", kind="stable").drop_duplicates("sample_id")
+    return answers.set_index("sample_id")
+
+
+def _same_prediction(a: pd.Series, b: pd.Series) -> np.ndarray:
+    if pd.api.types.is_float_dtype(a) and pd.api.types.is_float_dtype(b):
+        return np.isclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=1e-9, atol=0.0)
+    return (a.astype(object).to_numpy() == b.astype(object).to_numpy()).astype(bool)
+
+
+def degradation_table(
+    joined: pd.DataFrame,
+    levels: pd.DataFrame,
+    *,
+    metric: str = "accuracy",
+    tolerance: float = 0.01,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Compare every level's quality with the baseline (lowest offered load).
+
+    Parameters
+    ----------
+    joined : pandas.DataFrame
+        Scored records with a ``level`` column.
+    levels : pandas.DataFrame
+        From :func:`analysis.level_table`.
+    metric : {"accuracy", "effective_accuracy"}, default "accuracy"
+        Accuracy among successful responses (model quality) or with errors
+        counted as wrong (what clients received).
+    tolerance : float, default 0.01
+        A drop must exceed this (as a share: 0.01 = 1 point) to count as degraded.
+    alpha : float, default 0.05
+        Family-wise error rate for the Holm-adjusted tests.
+    confidence : float, default 0.95
+        Level of the Newcombe interval on the difference.
+
+    Returns
+    -------
+    pandas.DataFrame
+        In load order, one row per level: ``level``, ``users``, ``baseline``
+        (True on the baseline row), ``diff`` (level minus baseline) with
+        ``diff_low``/``diff_high``, ``test`` ("mcnemar-exact",
+        "mcnemar-chi2", "two-proportion-z"), ``n_pairs``, ``worse_pairs`` /
+        ``better_pairs`` (discordant), ``p_value``, ``p_holm``,
+        ``significantly_worse``, ``degraded`` (significantly worse and the
+        drop exceeds ``tolerance``), ``consistency`` (share of samples whose
+        successful prediction equals their baseline prediction) and
+        ``n_consistency``.
+
+    Examples
+    --------
+    >>> joined = pd.DataFrame({"level": [0] * 4 + [1] * 4, "sample_id": list("abcd") * 2,
+    ...     "t_sent": range(8), "ok": True, "has_truth": True,
+    ...     "correct": [True, True, True, False, True, False, True, False],
+    ...     "y_pred": ["1", "2", "3", "4", "1", "9", "3", "4"]})
+    >>> levels = pd.DataFrame({"level": [0, 1], "users": [1.0, 8.0], "n_correct": [3, 2],
+    ...                        "n_scored": [4, 4], "n_truth": [4, 4]})
+    >>> table = degradation_table(joined, levels)
+    >>> table[["level", "diff", "n_pairs", "worse_pairs", "consistency"]].to_dict("records")
+    [{'level': 0, 'diff': 0.0, 'n_pairs': 4, 'worse_pairs': 0, 'consistency': 1.0}, \
+{'level': 1, 'diff': -0.25, 'n_pairs': 4, 'worse_pairs': 1, 'consistency': 0.75}]
+    """
+    if metric not in METRICS:
+        raise AnalysisInputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    _check_tolerance(tolerance, alpha)
+    needed = ["level", "sample_id", "t_sent", "ok", "has_truth", "correct", "y_pred"]
+    missing = [c for c in needed if c not in joined.columns]
+    if missing:
+        raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
+    ordered = load_order(levels)
+    total_column = "n_scored" if metric == "accuracy" else "n_truth"
+    by_level = {value: group for value, group in joined.groupby("level", sort=False)}
+    empty = joined.iloc[0:0]
+    base_level = int(ordered["level"].iloc[0])
+    base = _first_answers(by_level.get(base_level, empty), metric=metric)
+    base_ok = _first_answers(by_level.get(base_level, empty), metric="accuracy")
+    k0 = int(ordered["n_correct"].iloc[0])
+    n0 = int(ordered[total_column].iloc[0])
+    rows: list[dict[str, Any]] = []
+    for position, level_row in ordered.iterrows():
+        value = int(level_row["level"])
+        k1, n1 = int(level_row["n_correct"]), int(level_row[total_column])
+        group = by_level.get(value, empty)
+        diff, low, high = (float(x) for x in newcombe_interval(k0, n0, k1, n1, confidence=confidence))
+        answers = _first_answers(group, metric=metric)
+        common = base.index.intersection(answers.index)
+        base_correct = base.loc[common, "correct"].fillna(False).to_numpy(dtype=bool)
+        level_correct = answers.loc[common, "correct"].fillna(False).to_numpy(dtype=bool)
+        worse = int((base_correct & ~level_correct).sum())
+        better = int((~base_correct & level_correct).sum())
+        if position == 0:
+            test, p_value = "baseline", float("nan")
+        elif n0 == 0 or n1 == 0:
+            test, p_value = "none", float("nan")
+        elif len(common) >= _PAIRED_MIN_SHARE * min(len(base), len(answers)) and len(common) > 0:
+            p_value, method = mcnemar_test(worse, better)
+            test = f"mcnemar-{method}"
+        else:
+            test, p_value = "two-proportion-z", two_proportion_test(k0, n0, k1, n1)
+        answered = _first_answers(group, metric="accuracy")
+        shared = base_ok.index.intersection(answered.index)
+        same = _same_prediction(base_ok.loc[shared, "y_pred"], answered.loc[shared, "y_pred"])
+        rows.append(
+            {
+                "level": value,
+                "users": float(level_row["users"]),
+                "baseline": position == 0,
+                "diff": diff,
+                "diff_low": low,
+                "diff_high": high,
+                "test": test,
+                "n_pairs": len(common),
+                "worse_pairs": worse,
+                "better_pairs": better,
+                "p_value": p_value,
+                "consistency": float(same.mean()) if len(shared) else float("nan"),
+                "n_consistency": len(shared),
+            }
+        )
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm_adjust(table["p_value"].to_numpy(dtype=float))
+    worse_direction = table["diff"].to_numpy(dtype=float) < 0
+    significant = (table["p_holm"].to_numpy(dtype=float) < alpha) & worse_direction
+    table["significantly_worse"] = significant
+    table["degraded"] = significant & (-table["diff"].to_numpy(dtype=float) > tolerance)
+    columns = [*table.columns[:11], "p_holm", "significantly_worse", "degraded", "consistency", "n_consistency"]
+    return table[columns]
+
+
+def find_knee(
+    levels: pd.DataFrame,
+    *,
+    degradation: pd.DataFrame | None = None,
+    slo_latency_ms: float | None = None,
+    latency_column: str = "p95_ms",
+) -> Knee | None:
+    """The highest load level before the first degraded one.
+
+    Give ``degradation`` (from :func:`degradation_table`) for the quality knee,
+    or ``slo_latency_ms`` for the latency knee (a level is degraded when its
+    ``latency_column`` exceeds the SLO). Returns None for a latency knee
+    without an SLO.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0, 1, 2], "users": [2.0, 8.0, 32.0], "p95_ms": [50.0, 90.0, 400.0]})
+    >>> find_knee(levels, slo_latency_ms=200).level
+    1
+    """
+    ordered = load_order(levels)
+    if degradation is not None:
+        flags = load_order(degradation)["degraded"].to_numpy(dtype=bool)
+        criterion = "quality significantly worse than baseline (Holm-adjusted) by more than the tolerance"
+    elif slo_latency_ms is not None:
+        if latency_column not in ordered.columns:
+            raise AnalysisInputError(f"level table has no column '{latency_column}'")
+        flags = ordered[latency_column].to_numpy(dtype=float) > slo_latency_ms
+        criterion = f"{latency_column} above the {slo_latency_ms:g} ms SLO"
+    else:
+        return None
+    bad = np.flatnonzero(flags)
+    if len(bad) == 0:
+        last = ordered.iloc[-1]
+        return Knee(int(last["level"]), float(last["users"]), None, None, criterion)
+    first = int(bad[0])
+    bad_row = ordered.iloc[first]
+    if first == 0:
+        return Knee(None, None, int(bad_row["level"]), float(bad_row["users"]), criterion)
+    before = ordered.iloc[first - 1]
+    return Knee(int(before["level"]), float(before["users"]), int(bad_row["level"]), float(bad_row["users"]), criterion)

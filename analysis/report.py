@@ -1,0 +1,398 @@
+"""Run the whole analysis of one run directory and write ``levels.csv`` and ``summary.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order
+from analysis.errors import AnalysisInputError
+from analysis.io import RunData, load_run
+from analysis.join import JoinSummary, join_truth
+from analysis.levels import assign_levels
+from analysis.metrics import level_table
+
+__all__ = ["LevelHeadline", "RunAnalysis", "Summary", "analyse_run", "format_levels", "summarize", "write_outputs"]
+
+ANALYSIS_VERSION = "0.1.0"
+DEFAULT_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class LevelHeadline:
+    """The headline figures of one level."""
+
+    level: int
+    """Level index (stage, or time window)."""
+    users: float
+    """Offered users."""
+    n: int
+    """Requests sent at this level."""
+    accuracy: float | None
+    """Accuracy among successful responses."""
+    accuracy_low: float | None
+    """Lower bound of its Wilson interval."""
+    accuracy_high: float | None
+    """Upper bound of its Wilson interval."""
+    effective_accuracy: float | None
+    """Accuracy with errors counted as wrong."""
+    error_rate: float | None
+    """Share of requests that failed (transport or format)."""
+    p95_ms: float | None
+    """95th percentile latency of successful responses."""
+    throughput_rps: float
+    """Requests per second."""
+    goodput_rps: float
+    """Correct answers within the latency SLO per second."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything ``summary.json`` says about a run: headline numbers, the knees, counts and assumptions."""
+
+    analysis_version: str
+    """Version of this analysis."""
+    scenario: str | None
+    """Scenario name from run.json."""
+    started_at: str | None
+    """Run start (UTC, ISO 8601)."""
+    truth_path: str
+    """Where the labels came from."""
+    task: str
+    """classification, regression or text."""
+    task_inferred: bool
+    """True when the task was guessed from the labels."""
+    level_kind: str
+    """"stage" (the run's load stages) or "window" (fixed time windows)."""
+    window_s: float | None
+    """Window length when level_kind is "window"."""
+    n_levels: int
+    """Number of load levels."""
+    metric: str
+    """Quality metric used for degradation and the knee."""
+    tolerance: float
+    """Drop (share) a level must exceed to count as degraded."""
+    alpha: float
+    """Family-wise error rate of the Holm-adjusted tests."""
+    slo_latency_ms: float | None
+    """Latency SLO used for goodput and the latency knee, if any."""
+    baseline: LevelHeadline
+    """The lowest-load level everything is compared with."""
+    highest_load: LevelHeadline
+    """The highest-load level."""
+    max_throughput_rps: float
+    """Best throughput over all levels."""
+    max_goodput_rps: float
+    """Best quality goodput over all levels."""
+    quality_knee: Knee | None
+    """Highest level before quality degrades (None for regression)."""
+    latency_knee: Knee | None
+    """Highest level before p95 latency exceeds the SLO (None without an SLO)."""
+    degraded_levels: list[int]
+    """Levels significantly worse than baseline by more than the tolerance."""
+    counts: JoinSummary
+    """Records, labels and what did not match."""
+    n_records_without_level: int
+    """Records sent outside every stage (e.g. during shutdown), left out of the levels."""
+    assumptions: list[str] = field(default_factory=list)
+    """Interpretations made along the way."""
+
+
+@dataclass(frozen=True)
+class RunAnalysis:
+    """The full analysis of one run, as DataFrames for a notebook."""
+
+    run: RunData
+    """What was read."""
+    joined: pd.DataFrame
+    """Records with labels, scores and ``level``."""
+    levels: pd.DataFrame
+    """One row per level: every metric plus the comparison with the baseline."""
+    degradation: pd.DataFrame
+    """Comparison of each level with the baseline (see :func:`analysis.degradation_table`)."""
+    summary: Summary
+    """Headline numbers (``summary.json``)."""
+
+
+def _slo(info: Mapping[str, Any]) -> dict[str, Any]:
+    scenario = info.get("scenario") or {}
+    slo = scenario.get("slo") if isinstance(scenario, Mapping) else None
+    return dict(slo) if isinstance(slo, Mapping) else {}
+
+
+def _optional(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _headline(row: pd.Series) -> LevelHeadline:
+    return LevelHeadline(
+        level=int(row["level"]),
+        users=float(row["users"]),
+        n=int(row["n"]),
+        accuracy=_optional(row["accuracy"]),
+        accuracy_low=_optional(row["accuracy_low"]),
+        accuracy_high=_optional(row["accuracy_high"]),
+        effective_accuracy=_optional(row["effective_accuracy"]),
+        error_rate=_optional(row["error_rate"]),
+        p95_ms=_optional(row["p95_ms"]),
+        throughput_rps=float(row["throughput_rps"]),
+        goodput_rps=float(row["goodput_rps"]),
+    )
+
+
+def summarize(
+    levels: pd.DataFrame,
+    counts: JoinSummary,
+    *,
+    info: Mapping[str, Any] | None = None,
+    truth_path: str = "",
+    level_kind: str = "stage",
+    window_s: float | None = None,
+    metric: str = "accuracy",
+    tolerance: float = DEFAULT_TOLERANCE,
+    alpha: float = 0.05,
+    slo_latency_ms: float | None = None,
+    n_records_without_level: int = 0,
+) -> Summary:
+    """Headline numbers of a run from its level table (with the baseline comparison merged in).
+
+    Parameters
+    ----------
+    levels : pandas.DataFrame
+        ``RunAnalysis.levels``: :func:`analysis.level_table` plus the
+        ``degraded`` column of :func:`analysis.degradation_table`.
+    counts : JoinSummary
+        From :func:`analysis.join_truth`.
+    info : mapping or None
+        ``run.json``.
+
+    Returns
+    -------
+    Summary
+    """
+    if levels.empty:
+        raise AnalysisInputError("no load level has any records")
+    info = info or {}
+    ordered = load_order(levels)
+    scenario = info.get("scenario") or {}
+    assumptions = list(counts.assumptions)
+    if counts.task_inferred:
+        assumptions.append(f"task inferred from the labels: {counts.task}")
+    if slo_latency_ms is None:
+        assumptions.append("no latency SLO: goodput counts every correct answer")
+    if counts.task == "regression":
+        assumptions.append("regression: no accuracy, degradation or quality knee; goodput counts successful answers")
+    if level_kind == "window":
+        assumptions.append(f"no stages recorded: levels are {window_s:g} s time windows")
+    assumptions.append("latency percentiles are over successful responses; errors are counted in error_rate")
+    if counts.task == "regression":
+        quality_knee = None
+        degraded: list[int] = []
+    else:
+        quality_knee = find_knee(levels, degradation=levels)
+        degraded = [int(v) for v in ordered.loc[ordered["degraded"].to_numpy(dtype=bool), "level"]]
+    return Summary(
+        analysis_version=ANALYSIS_VERSION,
+        scenario=scenario.get("name") if isinstance(scenario, Mapping) else None,
+        started_at=info.get("started_at"),
+        truth_path=truth_path,
+        task=counts.task,
+        task_inferred=counts.task_inferred,
+        level_kind=level_kind,
+        window_s=window_s if level_kind == "window" else None,
+        n_levels=len(levels),
+        metric=metric,
+        tolerance=tolerance,
+        alpha=alpha,
+        slo_latency_ms=slo_latency_ms,
+        baseline=_headline(ordered.iloc[0]),
+        highest_load=_headline(ordered.iloc[-1]),
+        max_throughput_rps=float(levels["throughput_rps"].max()),
+        max_goodput_rps=float(levels["goodput_rps"].max()),
+        quality_knee=quality_knee,
+        latency_knee=find_knee(levels, slo_latency_ms=slo_latency_ms),
+        degraded_levels=degraded,
+        counts=counts,
+        n_records_without_level=n_records_without_level,
+        assumptions=assumptions,
+    )
+
+
+def analyse_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    truth: str | os.PathLike[str] | None = None,
+    window_s: float = 10.0,
+    task: str | None = None,
+    metric: str = "accuracy",
+    tolerance: float | None = None,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    progress: bool | None = None,
+) -> RunAnalysis:
+    """Read, join, level and compare one run: the whole analysis behind ``report``.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        Directory with ``records.csv`` and ``run.json``.
+    truth : path-like or None
+        Labels file; default: the scenario's dataset.
+    window_s : float, default 10.0
+        Time-window length when the run recorded no stages.
+    task : str or None
+        Override the scenario's task (else inferred from the labels).
+    metric : {"accuracy", "effective_accuracy"}
+        Quality used for degradation and the knee.
+    tolerance : float or None
+        Allowed drop; default: the scenario's ``slo.tolerance``, else 0.01.
+    alpha, confidence : float
+        Test level and interval level.
+    progress : bool or None
+        Progress bar while reading records.
+
+    Returns
+    -------
+    RunAnalysis
+    """
+    if metric not in METRICS:
+        raise AnalysisInputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    run = load_run(run_dir, truth=truth, progress=progress)
+    slo = _slo(run.info)
+    slo_latency = _optional(slo.get("latency_ms"))
+    if tolerance is None:
+        configured = _optional(slo.get("tolerance"))
+        tolerance = DEFAULT_TOLERANCE if configured is None else configured
+    joined, counts = join_truth(run.records, run.truth, task=task or run.task)
+    stages = run.info.get("stages") if isinstance(run.info.get("stages"), list) else None
+    level, bounds = assign_levels(
+        joined,
+        stages=stages,
+        window_s=window_s,
+        t_start=_optional(run.info.get("t_start")),
+        t_end=_optional(run.info.get("t_end")),
+    )
+    joined["level"] = level
+    levels = level_table(joined, bounds, task=counts.task, slo_latency_ms=slo_latency, confidence=confidence)
+    if counts.task == "regression":
+        degradation = pd.DataFrame({"level": levels["level"], "users": levels["users"]})
+        degradation["degraded"] = False
+    else:
+        degradation = degradation_table(
+            joined[joined["level"].notna()],
+            levels,
+            metric=metric,
+            tolerance=tolerance,
+            alpha=alpha,
+            confidence=confidence,
+        )
+    merged = levels.merge(
+        degradation.drop(columns=["users"]).rename(
+            columns={c: f"vs_baseline_{c}" for c in degradation.columns if c not in ("level", "users", "baseline")}
+        ),
+        on="level",
+        how="left",
+    )
+    merged = merged.rename(columns={"vs_baseline_degraded": "degraded", "vs_baseline_consistency": "consistency"})
+    if "baseline" in merged.columns:
+        merged = merged.rename(columns={"baseline": "is_baseline"})
+    summary = summarize(
+        merged,
+        counts,
+        info=run.info,
+        truth_path=str(run.truth_path),
+        level_kind=str(bounds["kind"].iloc[0]),
+        window_s=window_s,
+        metric=metric,
+        tolerance=tolerance,
+        alpha=alpha,
+        slo_latency_ms=slo_latency,
+        n_records_without_level=int(level.isna().sum()),
+    )
+    return RunAnalysis(run=run, joined=joined, levels=merged, degradation=degradation, summary=summary)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_outputs(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``levels.csv`` and ``summary.json`` into ``out_dir`` (created if needed).
+
+    Returns
+    -------
+    dict
+        Output name to path.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnalysisInputError(f"cannot create output directory '{out}': {exc.strerror}") from exc
+    paths = {"levels.csv": out / "levels.csv", "summary.json": out / "summary.json"}
+    analysis.levels.to_csv(paths["levels.csv"], index=False)
+    paths["summary.json"].write_text(json.dumps(_jsonable(analysis.summary), indent=2) + "\n", encoding="utf-8")
+    return paths
+
+
+def _pct(value: float) -> str:
+    return "    -" if value != value else f"{100 * value:5.1f}"
+
+
+def format_levels(levels: pd.DataFrame, *, task: str = "classification") -> str:
+    """The per-level table printed by ``report``: one line per level, in load order.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0], "users": [2.0], "n": [400], "throughput_rps": [40.0],
+    ...     "accuracy": [0.95], "accuracy_low": [0.925], "accuracy_high": [0.967], "effective_accuracy": [0.95],
+    ...     "error_rate": [0.0], "p95_ms": [61.25]})
+    >>> print(format_levels(levels))
+    level  users      n    req/s  accuracy [95% CI]      eff.acc  error%   p95 ms
+        0      2    400     40.0   95.0 [92.5, 96.7]        95.0     0.0     61.2
+    """
+    ordered = load_order(levels)
+    quality = "MAE" if task == "regression" else "accuracy [95% CI]"
+    lines = [f"level  users      n    req/s  {quality:<21}  eff.acc  error%   p95 ms"]
+    for _, row in ordered.iterrows():
+        if task == "regression":
+            quality_cell = f"{row.get('mae', float('nan')):>21.4g}"
+        else:
+            quality_cell = (
+                f"{_pct(row['accuracy'])} [{_pct(row['accuracy_low']).strip()}, {_pct(row['accuracy_high']).strip()}]"
+            )
+        flag = ""
+        if bool(row.get("is_baseline", False)):
+            flag = "  baseline"
+        elif bool(row.get("degraded", False)):
+            flag = "  DEGRADED"
+        elif bool(row.get("vs_baseline_significantly_worse", False)):
+            flag = "  worse (within tolerance)"
+        p95 = "       -" if row["p95_ms"] != row["p95_ms"] else f"{row['p95_ms']:8.1f}"
+        lines.append(
+            f"{int(row['level']):5d}  {row['users']:5.0f}  {int(row['n']):5d}  {row['throughput_rps']:7.1f}  "
+            f"{quality_cell:<21}  {_pct(row['effective_accuracy']):>7}  {_pct(row['error_rate']):>6} {p95}{flag}"
+        )
+    return "\n".join(lines)
