@@ -34,8 +34,7 @@ FORMAT_BY_SUFFIX: dict[str, DatasetFormat] = {
 def read_table(path: Path, fmt: DatasetFormat, *, id_column: str | None = None) -> pd.DataFrame:
     """Read a dataset file; the id column is read as text so ``007`` stays ``007``."""
     if fmt == "csv":
-        return pd.read_csv(path, dtype={id_column: str} if id_column else None, keep_default_na=False,
-                           na_values=[""])
+        return pd.read_csv(path, dtype={id_column: str} if id_column else None, keep_default_na=False, na_values=[""])
     if fmt == "jsonl":
         frame = pd.read_json(path, lines=True, dtype=False)
     else:
@@ -66,8 +65,15 @@ class Sample:
 class Dataset:
     """A validated labelled dataset held in memory: ids, model inputs and labels, in file order."""
 
-    def __init__(self, frame: pd.DataFrame, *, id_column: str, label_column: str, input_columns: Sequence[str]
-                 | None, input_field: str | None) -> None:
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        *,
+        id_column: str,
+        label_column: str,
+        input_columns: Sequence[str] | None,
+        input_field: str | None,
+    ) -> None:
         self.frame = frame
         self.id_column = id_column
         self.label_column = label_column
@@ -75,8 +81,11 @@ class Dataset:
         self.labels: list[Any] = [_python_value(v) for v in frame[label_column].tolist()]
         if input_columns is not None:
             block = frame[list(input_columns)]
-            values = block.to_numpy().tolist() if all(
-                pd.api.types.is_numeric_dtype(t) for t in block.dtypes) else block.to_numpy(dtype=object).tolist()
+            values = (
+                block.to_numpy().tolist()
+                if all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes)
+                else block.to_numpy(dtype=object).tolist()
+            )
             self.inputs: list[Any] = [[_python_value(v) for v in row] for row in values]
         else:
             assert input_field is not None
@@ -87,8 +96,9 @@ class Dataset:
 
     def sample(self, index: int) -> Sample:
         """The sample at ``index`` (file order), with its row for request templates."""
-        row = {str(k): _python_value(v) for k, v in zip(self.frame.columns, self.frame.iloc[index].tolist(),
-                                                        strict=True)}
+        row = {
+            str(k): _python_value(v) for k, v in zip(self.frame.columns, self.frame.iloc[index].tolist(), strict=True)
+        }
         return Sample(sample_id=self.ids[index], input=self.inputs[index], fields=row)
 
 
@@ -100,17 +110,29 @@ def resolve_input_columns(patterns: Sequence[str], columns: Sequence[str]) -> li
     """
     chosen: list[str] = []
     for pattern in patterns:
-        matches = [c for c in columns if fnmatch.fnmatchcase(c, pattern)] if any(
-            ch in pattern for ch in "*?[") else [pattern] if pattern in columns else []
+        matches = (
+            [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
+            if any(ch in pattern for ch in "*?[")
+            else [pattern]
+            if pattern in columns
+            else []
+        )
         if not matches:
             raise KeyError(pattern)
         chosen.extend(m for m in matches if m not in chosen)
     return chosen
 
 
-def load_dataset(path: Path, *, fmt: DatasetFormat, id_column: str, label_column: str,
-                 input_columns: Sequence[str] | None, input_field: str | None,
-                 scenario_path: object = "<scenario>") -> Dataset:
+def load_dataset(
+    path: Path,
+    *,
+    fmt: DatasetFormat,
+    id_column: str,
+    label_column: str,
+    input_columns: Sequence[str] | None,
+    input_field: str | None,
+    scenario_path: object = "<scenario>",
+) -> Dataset:
     """Read and validate a labelled dataset; every problem is a :class:`ScenarioError` naming the key."""
     if not path.is_file():
         raise ScenarioError(scenario_path, "dataset.path", f"dataset file not found: {path}")
@@ -122,32 +144,42 @@ def load_dataset(path: Path, *, fmt: DatasetFormat, id_column: str, label_column
     listing = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
     for key, column in (("dataset.id_column", id_column), ("dataset.label_column", label_column)):
         if column not in columns:
-            raise ScenarioError(scenario_path, key,
-                                f"expected a column of {path.name} named {column!r}; columns are: {listing}")
+            raise ScenarioError(
+                scenario_path, key, f"expected a column of {path.name} named {column!r}; columns are: {listing}"
+            )
     resolved: list[str] | None = None
     if input_columns is not None:
         try:
             resolved = resolve_input_columns(input_columns, columns)
         except KeyError as exc:
-            raise ScenarioError(scenario_path, "dataset.input_columns",
-                                f"no column of {path.name} matches {exc.args[0]!r}; columns are: {listing}") from None
+            raise ScenarioError(
+                scenario_path,
+                "dataset.input_columns",
+                f"no column of {path.name} matches {exc.args[0]!r}; columns are: {listing}",
+            ) from None
     elif input_field is not None and input_field not in columns:
-        raise ScenarioError(scenario_path, "dataset.input_field",
-                            f"expected a column of {path.name} named {input_field!r}; columns are: {listing}")
+        raise ScenarioError(
+            scenario_path,
+            "dataset.input_field",
+            f"expected a column of {path.name} named {input_field!r}; columns are: {listing}",
+        )
     if len(frame) == 0:
         raise ScenarioError(scenario_path, "dataset.path", f"dataset {path.name} has no rows")
     ids = frame[id_column].astype(str)
     duplicated = ids[ids.duplicated(keep=False)]
     if len(duplicated):
         examples = ", ".join(repr(v) for v in duplicated.unique()[:5])
-        raise ScenarioError(scenario_path, "dataset.id_column",
-                            f"sample ids must be unique; {duplicated.nunique()} ids repeat, e.g. {examples}")
+        raise ScenarioError(
+            scenario_path,
+            "dataset.id_column",
+            f"sample ids must be unique; {duplicated.nunique()} ids repeat, e.g. {examples}",
+        )
     if frame[label_column].isna().any():
         missing = ids[frame[label_column].isna()].head(5).tolist()
-        raise ScenarioError(scenario_path, "dataset.label_column",
-                            f"every sample needs a label; missing for {missing}")
-    return Dataset(frame, id_column=id_column, label_column=label_column, input_columns=resolved,
-                   input_field=input_field)
+        raise ScenarioError(scenario_path, "dataset.label_column", f"every sample needs a label; missing for {missing}")
+    return Dataset(
+        frame, id_column=id_column, label_column=label_column, input_columns=resolved, input_field=input_field
+    )
 
 
 def pass_order(n: int, *, pass_number: int, order: Order, seed: int) -> np.ndarray:
@@ -163,8 +195,9 @@ def pass_order(n: int, *, pass_number: int, order: Order, seed: int) -> np.ndarr
     return np.random.default_rng([seed, pass_number]).permutation(n)
 
 
-def partition(n: int, *, slot: int, slots: int, pass_number: int, order: Order = "sequential",
-              seed: int = 0) -> np.ndarray:
+def partition(
+    n: int, *, slot: int, slots: int, pass_number: int, order: Order = "sequential", seed: int = 0
+) -> np.ndarray:
     """Indices that worker ``slot`` of ``slots`` sends in pass ``pass_number``: a stride of the pass order.
 
     >>> partition(7, slot=1, slots=3, pass_number=1).tolist()
@@ -186,8 +219,9 @@ class SampleFeeder:
     [(0, 1), (2, 1), (4, 1), (0, 2), (2, 2), (4, 2), None]
     """
 
-    def __init__(self, n: int, *, slot: int, slots: int, passes: int | None, order: Order = "sequential",
-                 seed: int = 0) -> None:
+    def __init__(
+        self, n: int, *, slot: int, slots: int, passes: int | None, order: Order = "sequential", seed: int = 0
+    ) -> None:
         self.n = n
         self.slot = slot
         self.slots = slots
@@ -213,8 +247,9 @@ class SampleFeeder:
             if self.exhausted:
                 return None
             self.pass_number += 1
-            self._share = partition(self.n, slot=self.slot, slots=self.slots, pass_number=self.pass_number,
-                                    order=self.order, seed=self.seed).tolist()
+            self._share = partition(
+                self.n, slot=self.slot, slots=self.slots, pass_number=self.pass_number, order=self.order, seed=self.seed
+            ).tolist()
             self._position = 0
         index = self._share[self._position]
         self._position += 1

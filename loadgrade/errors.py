@@ -21,8 +21,15 @@ class ScenarioError(ValueError):
     It may carry several problems (pydantic finds all of them at once); the message has one line per problem.
     """
 
-    def __init__(self, path: object, key: str = "", message: str = "", *, line: int | None = None,
-                 problems: list[Problem] | None = None) -> None:
+    def __init__(
+        self,
+        path: object,
+        key: str = "",
+        message: str = "",
+        *,
+        line: int | None = None,
+        problems: list[Problem] | None = None,
+    ) -> None:
         self.path = str(path)
         self.problems = problems if problems is not None else [Problem(key, message, line)]
         super().__init__("\n".join(self._format(p) for p in self.problems))

@@ -54,11 +54,23 @@ REQUEST_NAME = "predict"
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
     # Locust's own parser (not an argument group) knows include_in_web_ui
-    parser.add_argument("--scenario", type=str, default="", env_var="LOADGRADE_SCENARIO", include_in_web_ui=True,
-                       help="Scenario YAML file (endpoint, protocol, dataset, load, SLOs)")
-    parser.add_argument("--run-dir", type=str, default="", env_var="LOADGRADE_RUN_DIR", include_in_web_ui=False,
-                       help="Directory for records.csv and run.json (default: the scenario's output.dir, else "
-                            "runs/<scenario>-<UTC timestamp>; later tests in the same process get -2, -3, ...)")
+    parser.add_argument(
+        "--scenario",
+        type=str,
+        default="",
+        env_var="LOADGRADE_SCENARIO",
+        include_in_web_ui=True,
+        help="Scenario YAML file (endpoint, protocol, dataset, load, SLOs)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=str,
+        default="",
+        env_var="LOADGRADE_RUN_DIR",
+        include_in_web_ui=False,
+        help="Directory for records.csv and run.json (default: the scenario's output.dir, else "
+        "runs/<scenario>-<UTC timestamp>; later tests in the same process get -2, -3, ...)",
+    )
 
 
 @dataclass
@@ -74,8 +86,9 @@ class Attempt:
 class RunSession:
     """One test's output on the master (or standalone process): the run directory and its one writer."""
 
-    def __init__(self, controller: Controller, scenario: Scenario, run_dir: Path, timeline: LoadTimeline,
-                 worker_count: int) -> None:
+    def __init__(
+        self, controller: Controller, scenario: Scenario, run_dir: Path, timeline: LoadTimeline, worker_count: int
+    ) -> None:
         self.controller = controller
         self.scenario = scenario
         self.run_dir = run_dir
@@ -96,10 +109,19 @@ class RunSession:
             self.writer.flush()
 
     def _write_info(self, *, t_end: float | None, locust_requests: int | None, locust_failures: int | None) -> None:
-        write_run_info(self.run_dir / "run.json", run_info(
-            self.scenario, t_start=self.t_start, t_end=t_end, worker_count=self.worker_count,
-            locust_requests=locust_requests, locust_failures=locust_failures,
-            records_written=self.writer.rows_written, stages=self.timeline.stages))
+        write_run_info(
+            self.run_dir / "run.json",
+            run_info(
+                self.scenario,
+                t_start=self.t_start,
+                t_end=t_end,
+                worker_count=self.worker_count,
+                locust_requests=locust_requests,
+                locust_failures=locust_failures,
+                records_written=self.writer.rows_written,
+                stages=self.timeline.stages,
+            ),
+        )
 
     def finish(self, environment: Environment) -> None:
         t_end = time.time()
@@ -108,8 +130,11 @@ class RunSession:
         self._flusher.kill(block=False)
         total = environment.stats.total
         self._write_info(t_end=t_end, locust_requests=total.num_requests, locust_failures=total.num_failures)
-        mismatch = "" if total.num_requests == self.writer.rows_written else (
-            f" MISMATCH: Locust counted {total.num_requests} requests")
+        mismatch = (
+            ""
+            if total.num_requests == self.writer.rows_written
+            else (f" MISMATCH: Locust counted {total.num_requests} requests")
+        )
         logger.info(f"loadgrade: {self.writer.rows_written} records written to {self.run_dir}{mismatch}")
 
 
@@ -167,8 +192,9 @@ class Controller:
         """The scenario named by ``--scenario`` (re-read if the web UI changed it); raises ScenarioError."""
         arg = self.scenario_arg()
         if not arg:
-            raise ScenarioError("<no scenario>", "--scenario",
-                                "no scenario given: pass --scenario FILE or set LOADGRADE_SCENARIO")
+            raise ScenarioError(
+                "<no scenario>", "--scenario", "no scenario given: pass --scenario FILE or set LOADGRADE_SCENARIO"
+            )
         if self.scenario is None or arg != self._scenario_arg:
             self.scenario = load_scenario(arg)
             self._scenario_arg = arg
@@ -279,15 +305,29 @@ class Controller:
         self.dataset = scenario.data()
         self.protocol = scenario.protocol
         if self.is_worker and self.plan is None:
-            logger.error("loadgrade: this worker joined after the test started and has no share of the dataset; "
-                         "its users will stay idle")
+            logger.error(
+                "loadgrade: this worker joined after the test started and has no share of the dataset; "
+                "its users will stay idle"
+            )
         slot, slots = self.plan if self.is_worker and self.plan else (0, 1)
-        self.feeder = (SampleFeeder(len(self.dataset), slot=slot, slots=slots, passes=scenario.dataset.passes,
-                                    order=scenario.dataset.order, seed=scenario.dataset.seed)
-                       if not (self.is_worker and self.plan is None) else None)
+        self.feeder = (
+            SampleFeeder(
+                len(self.dataset),
+                slot=slot,
+                slots=slots,
+                passes=scenario.dataset.passes,
+                order=scenario.dataset.order,
+                seed=scenario.dataset.seed,
+            )
+            if not (self.is_worker and self.plan is None)
+            else None
+        )
         self._bodies = [None] * len(self.dataset)
-        self._headers = {"Content-Type": self.protocol.content_type, "Accept": "application/json",
-                         **scenario.endpoint.headers}
+        self._headers = {
+            "Content-Type": self.protocol.content_type,
+            "Accept": "application/json",
+            **scenario.endpoint.headers,
+        }
         self._rows = []
         self._sequence = 0
         self._exhausted_sent = False
@@ -325,9 +365,15 @@ class Controller:
         if body is None:
             body = self._bodies[index] = self.protocol.build_body(self.dataset.sample(index))
         attempt = Attempt(self.dataset.ids[index], pass_number, user.loadgrade_user_id)
-        with user.client.request(self.scenario.endpoint.method, self.scenario.request_path, data=body,
-                                 headers=self._headers, name=REQUEST_NAME, catch_response=True,
-                                 context={"loadgrade": attempt}) as response:
+        with user.client.request(
+            self.scenario.endpoint.method,
+            self.scenario.request_path,
+            data=body,
+            headers=self._headers,
+            name=REQUEST_NAME,
+            catch_response=True,
+            context={"loadgrade": attempt},
+        ) as response:
             status = int(response.status_code or 0)
             exception = response.request_meta["exception"]
             try:
@@ -339,12 +385,20 @@ class Controller:
             if outcome.ok:
                 response.success()
             else:
-                response.failure(f"{outcome.error_kind} {status}" if outcome.error_kind == "http"
-                                 else outcome.error_kind)
+                response.failure(
+                    f"{outcome.error_kind} {status}" if outcome.error_kind == "http" else outcome.error_kind
+                )
 
-    def on_request(self, context: dict[str, Any], start_time: float, response_time: float,
-                   response_length: int, exception: BaseException | None, response: Any = None,
-                   **_: Any) -> None:
+    def on_request(
+        self,
+        context: dict[str, Any],
+        start_time: float,
+        response_time: float,
+        response_length: int,
+        exception: BaseException | None,
+        response: Any = None,
+        **_: Any,
+    ) -> None:
         attempt = context.get("loadgrade") if context else None
         if not isinstance(attempt, Attempt):
             return
@@ -353,12 +407,23 @@ class Controller:
             outcome = Outcome(False, "connection", f"{type(exception).__name__}: {exception}")
         self._sequence += 1
         worker = self.worker_index
-        self._rows.append(worker_row(
-            request_id=f"{worker}-{self._sequence}", sample_id=attempt.sample_id, worker_index=worker,
-            user_id=attempt.user_id, t_sent=start_time, latency_ms=response_time,
-            status_code=int(getattr(response, "status_code", 0) or 0), ok=outcome.ok,
-            error_kind=outcome.error_kind, error=outcome.error, prediction=outcome.prediction,
-            response_bytes=int(response_length or 0), pass_number=attempt.pass_number))
+        self._rows.append(
+            worker_row(
+                request_id=f"{worker}-{self._sequence}",
+                sample_id=attempt.sample_id,
+                worker_index=worker,
+                user_id=attempt.user_id,
+                t_sent=start_time,
+                latency_ms=response_time,
+                status_code=int(getattr(response, "status_code", 0) or 0),
+                ok=outcome.ok,
+                error_kind=outcome.error_kind,
+                error=outcome.error,
+                prediction=outcome.prediction,
+                response_bytes=int(response_length or 0),
+                pass_number=attempt.pass_number,
+            )
+        )
         if len(self._rows) >= SHIP_BATCH_ROWS:
             self.ship()
 

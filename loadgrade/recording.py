@@ -37,9 +37,22 @@ WORKER_COLUMNS = RECORD_COLUMNS[: RECORD_COLUMNS.index("users_active")]
 """The part of a row a worker knows; the master appends the rest."""
 
 
-def worker_row(*, request_id: str, sample_id: str, worker_index: int, user_id: int, t_sent: float,
-               latency_ms: float, status_code: int, ok: bool, error_kind: str, error: str, prediction: str,
-               response_bytes: int, pass_number: int) -> list[Any]:
+def worker_row(
+    *,
+    request_id: str,
+    sample_id: str,
+    worker_index: int,
+    user_id: int,
+    t_sent: float,
+    latency_ms: float,
+    status_code: int,
+    ok: bool,
+    error_kind: str,
+    error: str,
+    prediction: str,
+    response_bytes: int,
+    pass_number: int,
+) -> list[Any]:
     """One request as shipped from a worker: plain values in :data:`WORKER_COLUMNS` order, floats pre-formatted.
 
     >>> worker_row(request_id="0-1", sample_id="a", worker_index=0, user_id=3, t_sent=1.5, latency_ms=2.25,
@@ -47,8 +60,21 @@ def worker_row(*, request_id: str, sample_id: str, worker_index: int, user_id: i
     ...            pass_number=1)
     ['0-1', 'a', 0, 3, '1.500000', '2.250', 200, 'True', '', '', '7', 10, 1]
     """
-    return [request_id, sample_id, worker_index, user_id, f"{t_sent:.6f}", f"{latency_ms:.3f}", status_code,
-            "True" if ok else "False", error_kind, error, prediction, response_bytes, pass_number]
+    return [
+        request_id,
+        sample_id,
+        worker_index,
+        user_id,
+        f"{t_sent:.6f}",
+        f"{latency_ms:.3f}",
+        status_code,
+        "True" if ok else "False",
+        error_kind,
+        error,
+        prediction,
+        response_bytes,
+        pass_number,
+    ]
 
 
 @dataclass

@@ -45,8 +45,9 @@ def _snippet(content: bytes | None) -> str:
     return " ".join(text.split()) + ("..." if len(content) > _SNIPPET else "")
 
 
-def interpret_response(protocol: ProtocolBase, *, status_code: int, content: bytes | None,
-                       exception: BaseException | None) -> Outcome:
+def interpret_response(
+    protocol: ProtocolBase, *, status_code: int, content: bytes | None, exception: BaseException | None
+) -> Outcome:
     """Classify one reply. ``status_code`` is 0 when no HTTP response arrived.
 
     >>> from loadgrade.protocols import FlaskPredictProtocol

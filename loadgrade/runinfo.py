@@ -32,9 +32,18 @@ def _version(package: str) -> str | None:
         return None
 
 
-def run_info(scenario: Scenario, *, t_start: float, t_end: float | None, worker_count: int,
-             locust_requests: int | None, locust_failures: int | None, records_written: int,
-             stages: list[Stage], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_info(
+    scenario: Scenario,
+    *,
+    t_start: float,
+    t_end: float | None,
+    worker_count: int,
+    locust_requests: int | None,
+    locust_failures: int | None,
+    records_written: int,
+    stages: list[Stage],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The content of ``run.json``; ``t_end`` and the counts are None while the run is going."""
     return {
         "loadgrade_version": loadgrade.__version__,

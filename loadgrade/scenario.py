@@ -90,13 +90,16 @@ class DatasetSpec(_Strict):
     @model_validator(mode="after")
     def _one_input_and_a_format(self) -> DatasetSpec:
         if (self.input_columns is None) == (self.input_field is None):
-            raise ValueError("expected exactly one of 'input_columns' (a list of columns or globs) "
-                             "and 'input_field' (one column holding the whole input)")
+            raise ValueError(
+                "expected exactly one of 'input_columns' (a list of columns or globs) "
+                "and 'input_field' (one column holding the whole input)"
+            )
         if self.format is None:
             fmt = FORMAT_BY_SUFFIX.get(self.path.suffix.lower())
             if fmt is None:
-                raise ValueError(f"cannot tell the format of {self.path.name!r}; "
-                                 f"set 'format' to one of: csv, jsonl, parquet")
+                raise ValueError(
+                    f"cannot tell the format of {self.path.name!r}; set 'format' to one of: csv, jsonl, parquet"
+                )
             object.__setattr__(self, "format", fmt)
         return self
 
@@ -177,9 +180,15 @@ class Scenario(_Strict):
         if self._dataset is None:
             spec = self.dataset
             assert spec.format is not None
-            self._dataset = load_dataset(spec.path, fmt=spec.format, id_column=spec.id_column,
-                                         label_column=spec.label_column, input_columns=spec.input_columns,
-                                         input_field=spec.input_field, scenario_path=self._source or "<scenario>")
+            self._dataset = load_dataset(
+                spec.path,
+                fmt=spec.format,
+                id_column=spec.id_column,
+                label_column=spec.label_column,
+                input_columns=spec.input_columns,
+                input_field=spec.input_field,
+                scenario_path=self._source or "<scenario>",
+            )
         return self._dataset
 
     def redacted(self) -> dict[str, Any]:
@@ -192,8 +201,9 @@ class Scenario(_Strict):
         headers = {}
         for name, value in self.endpoint.headers.items():
             template = self._header_templates.get(name, value)
-            if _SENSITIVE_HEADER.search(name) and not _ENV_REFERENCE.fullmatch(template.split()[-1] if
-                                                                                template.split() else ""):
+            if _SENSITIVE_HEADER.search(name) and not _ENV_REFERENCE.fullmatch(
+                template.split()[-1] if template.split() else ""
+            ):
                 template = REDACTED
             headers[name] = template
         data["endpoint"]["headers"] = headers
@@ -208,8 +218,9 @@ def _expand_env(text: str, key: str, path: Path, line: int | None) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise ScenarioError(path, key, f"environment variable {name} is not set (referenced as ${{{name}}})",
-                                line=line)
+            raise ScenarioError(
+                path, key, f"environment variable {name} is not set (referenced as ${{{name}}})", line=line
+            )
         return os.environ[name]
 
     return _ENV_REFERENCE.sub(replace, text)
@@ -258,8 +269,9 @@ def _allowed_keys(loc: tuple[Any, ...], raw: Any) -> list[str]:
             value = value[part] if isinstance(value, list) and part < len(value) else None
             continue
         value = value.get(part) if isinstance(value, dict) else None
-        candidates = [m for model in models if part in model.model_fields
-                      for m in _unwrap(model.model_fields[part].annotation)]
+        candidates = [
+            m for model in models if part in model.model_fields for m in _unwrap(model.model_fields[part].annotation)
+        ]
         kind = value.get("kind") if isinstance(value, dict) else None
         chosen = [m for m in candidates if "kind" in m.model_fields and m.model_fields["kind"].default == kind]
         models = chosen or candidates
@@ -271,8 +283,12 @@ def _describe(error: Any, raw: Any) -> tuple[tuple[Any, ...], str]:
     loc = tuple(error["loc"])
     kind = error["type"]
     # a discriminated union puts the tag into the path (protocol.generic.prediction): take it out
-    if len(loc) > 1 and isinstance(raw, dict) and isinstance(raw.get(loc[0]), dict) \
-            and raw[loc[0]].get("kind", "users" if loc[0] == "load" else None) == loc[1]:
+    if (
+        len(loc) > 1
+        and isinstance(raw, dict)
+        and isinstance(raw.get(loc[0]), dict)
+        and raw[loc[0]].get("kind", "users" if loc[0] == "load" else None) == loc[1]
+    ):
         loc = (loc[0], *loc[2:])
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], raw)
@@ -283,8 +299,9 @@ def _describe(error: Any, raw: Any) -> tuple[tuple[Any, ...], str]:
         return loc, "missing required key"
     if kind == "union_tag_invalid":
         ctx = error.get("ctx", {})
-        return (*loc, "kind"), (f"unknown {loc[-1] if loc else ''} kind {ctx.get('tag')!r}; "
-                                f"expected one of: {ctx.get('expected_tags')}")
+        return (*loc, "kind"), (
+            f"unknown {loc[-1] if loc else ''} kind {ctx.get('tag')!r}; expected one of: {ctx.get('expected_tags')}"
+        )
     if kind == "union_tag_not_found":
         return (*loc, "kind"), "missing required key 'kind'"
     message = error["msg"].removeprefix("Value error, ")
@@ -313,11 +330,13 @@ def load_scenario(path: str | os.PathLike[str], *, check_dataset: bool = True) -
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ScenarioError(path, "", f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                            line=mark.line + 1 if mark else None) from None
+        raise ScenarioError(
+            path, "", f"not valid YAML: {getattr(exc, 'problem', exc)}", line=mark.line + 1 if mark else None
+        ) from None
     if not isinstance(raw, dict):
-        raise ScenarioError(path, "", f"expected a mapping of keys (endpoint, protocol, dataset, load, ...), "
-                                      f"got {type(raw).__name__}")
+        raise ScenarioError(
+            path, "", f"expected a mapping of keys (endpoint, protocol, dataset, load, ...), got {type(raw).__name__}"
+        )
     raw.setdefault("name", _default_name(path))
     if isinstance(raw.get("load"), dict):
         raw["load"].setdefault("kind", "users")
@@ -328,14 +347,16 @@ def load_scenario(path: str | os.PathLike[str], *, check_dataset: bool = True) -
     if isinstance(endpoint, dict):
         if isinstance(endpoint.get("base_url"), str):
             base_url_template = endpoint["base_url"]
-            endpoint["base_url"] = _expand_env(base_url_template, "endpoint.base_url", path,
-                                               _line(root, ("endpoint", "base_url")))
+            endpoint["base_url"] = _expand_env(
+                base_url_template, "endpoint.base_url", path, _line(root, ("endpoint", "base_url"))
+            )
         if isinstance(endpoint.get("headers"), dict):
             for name, value in endpoint["headers"].items():
                 if isinstance(value, str):
                     header_templates[str(name)] = value
-                    endpoint["headers"][name] = _expand_env(value, f"endpoint.headers.{name}", path,
-                                                            _line(root, ("endpoint", "headers", name)))
+                    endpoint["headers"][name] = _expand_env(
+                        value, f"endpoint.headers.{name}", path, _line(root, ("endpoint", "headers", name))
+                    )
 
     try:
         scenario = Scenario.model_validate(raw, context={"base_dir": path.parent.resolve()})
@@ -353,8 +374,9 @@ def load_scenario(path: str | os.PathLike[str], *, check_dataset: bool = True) -
         try:
             dataset = scenario.data()
         except ScenarioError as exc:
-            raise ScenarioError(path, problems=[Problem(p.key, p.message, _line(root, tuple(p.key.split("."))))
-                                                for p in exc.problems]) from None
+            raise ScenarioError(
+                path, problems=[Problem(p.key, p.message, _line(root, tuple(p.key.split(".")))) for p in exc.problems]
+            ) from None
         try:
             scenario.protocol.check_fields([str(c) for c in dataset.frame.columns])
         except ValueError as exc:

@@ -87,8 +87,10 @@ class GenericProtocol(ProtocolBase):
     def check_fields(self, fields: Sequence[str]) -> None:
         unknown = sorted(placeholders(self.body) - set(fields) - set(BUILTIN_FIELDS))
         if unknown:
-            raise ValueError(f"placeholder {{{{{unknown[0]}}}}} names no dataset column; "
-                             f"use {{{{input}}}}, {{{{sample_id}}}} or one of: {', '.join(list(fields)[:10])}")
+            raise ValueError(
+                f"placeholder {{{{{unknown[0]}}}}} names no dataset column; "
+                f"use {{{{input}}}}, {{{{sample_id}}}} or one of: {', '.join(list(fields)[:10])}"
+            )
 
     def build_body(self, sample: Sample) -> bytes:
         return dumps(render(self.body, sample)).encode()

@@ -15,6 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+MIXED = ("/ok", "/status/500", "/nonjson", "/wrongshape", "/slow", "/reset")
+"""What ``/mixed`` does for a sample whose first feature is i: ``MIXED[i % 6]``."""
+MIXED_ERROR_KIND = {
+    "/ok": "",
+    "/status/500": "http",
+    "/nonjson": "decode",
+    "/wrongshape": "extract",
+    "/slow": "timeout",
+    "/reset": "connection",
+}
+
 
 def expected_prediction(features: list[float]) -> int:
     return int(sum(features)) % 10
@@ -37,6 +48,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", 0))
         raw = self.rfile.read(length)
         path, _, query = self.path.partition("?")
+        if path == "/mixed":  # the first feature picks the behaviour, so one run exercises every failure
+            behaviour = MIXED[int(json.loads(raw)["input_data"][0][0]) % len(MIXED)]
+            path, query = behaviour, "ms=1500" if behaviour == "/slow" else ""
         if path == "/reset":
             # SO_LINGER with a zero timeout makes close() send a TCP RST: a "connection reset by peer"
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -1,0 +1,187 @@
+"""Run real Locust processes (standalone, ``--processes``, or a master with separately started workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = ROOT / "locustfiles" / "replay.py"
+Mode = Literal["standalone", "processes", "workers"]
+
+
+@dataclass
+class LocustRun:
+    run_dir: Path
+    returncode: int
+    output: str
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "run.json").read_text())
+
+    @property
+    def records(self) -> pd.DataFrame:
+        return pd.read_csv(
+            self.run_dir / "records.csv",
+            dtype={"sample_id": str, "request_id": str, "prediction": str, "error": str},
+            keep_default_na=False,
+        )
+
+    @property
+    def locust_json_requests(self) -> int:
+        stats = json.loads((self.run_dir / "locust.json").read_text())
+        return sum(entry["num_requests"] for entry in stats)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_scenario(path: Path, base: Path | dict[str, Any], **changes: Any) -> Path:
+    """A scenario file derived from a shipped one (or a dict), with top-level sections replaced or merged."""
+    data = yaml.safe_load(base.read_text()) if isinstance(base, Path) else dict(base)
+    if isinstance(base, Path):
+        dataset = data.get("dataset", {})
+        dataset["path"] = str((base.parent / dataset["path"]).resolve())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict) and not value.pop("_replace", False):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env.pop("LOADGRADE_SCENARIO", None)
+    env.pop("LOADGRADE_RUN_DIR", None)
+    return env
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def run_locust(
+    scenario: Path,
+    run_dir: Path,
+    *,
+    mode: Mode = "standalone",
+    host: str | None = None,
+    workers: int = 2,
+    timeout: float = 120,
+    extra: tuple[str, ...] = (),
+) -> LocustRun:
+    """Run a headless test to its end and return its run directory; every process is stopped by its PID."""
+    common = ["-f", str(LOCUSTFILE), "--exit-code-on-error", "0", "--loglevel", "INFO"]
+    master = [
+        sys.executable,
+        "-m",
+        "locust",
+        *common,
+        "--headless",
+        "--scenario",
+        str(scenario),
+        "--run-dir",
+        str(run_dir),
+        "--json-file",
+        str(run_dir / "locust"),
+        "--only-summary",
+        *extra,
+    ]
+    if host:
+        master += ["--host", host]
+    worker_cmds: list[list[str]] = []
+    if mode == "processes":
+        master += ["--processes", str(workers)]
+    elif mode == "workers":
+        port = free_port()
+        master += [
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            str(workers),
+        ]
+        worker_cmds = [
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                *common,
+                "--worker",
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+            ]
+            for _ in range(workers)
+        ]
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        main = subprocess.Popen(
+            master,
+            cwd=ROOT,
+            env=_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        processes.append(main)
+        processes += [
+            subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=_environment(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                start_new_session=True,
+            )
+            for cmd in worker_cmds
+        ]
+        output, _ = main.communicate(timeout=timeout)
+        for worker in processes[1:]:
+            worker.wait(timeout=30)
+        return LocustRun(run_dir, main.returncode, output)
+    finally:
+        for process in processes:
+            _stop(process)
+
+
+def assert_spine_invariants(run: LocustRun) -> pd.DataFrame:
+    """rows in records.csv == records_written == Locust's own count (run.json and --json-file); ids unique."""
+    assert run.returncode == 0, run.output[-3000:]
+    records = run.records
+    info = run.info
+    assert info["records_written"] == info["locust_requests"] == len(records) == run.locust_json_requests, (
+        info["records_written"],
+        info["locust_requests"],
+        len(records),
+        run.locust_json_requests,
+    )
+    assert len(records) > 0
+    assert not records["request_id"].duplicated().any()
+    assert info["ended_at"] is not None
+    return records
