@@ -18,18 +18,22 @@ from analysis.metrics import (
     text_metrics,
 )
 from analysis.report import LevelHeadline, RunAnalysis, Summary, analyse_run, format_levels, summarize, write_outputs
+from analysis.rules import RULE_METRICS, Rule, check_rules, parse_rule
 from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test, wilson_interval
 
 __all__ = [
+    "RULE_METRICS",
     "AnalysisInputError",
     "JoinSummary",
     "Knee",
     "LevelHeadline",
+    "Rule",
     "RunAnalysis",
     "RunData",
     "Summary",
     "analyse_run",
     "assign_levels",
+    "check_rules",
     "classification_metrics",
     "degradation_table",
     "find_knee",
@@ -45,6 +49,7 @@ __all__ = [
     "mcnemar_test",
     "newcombe_interval",
     "normalise_text",
+    "parse_rule",
     "per_class_recall",
     "read_records",
     "read_run_info",

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from analysis.degradation import Knee
 from analysis.errors import AnalysisInputError
 from analysis.report import RunAnalysis, analyse_run, format_levels, write_outputs
+from analysis.rules import RULE_METRICS, check_rules, parse_rule
 
 __all__ = ["main"]
 
@@ -30,6 +35,23 @@ examples:
 
 exit status: 0 success (check: all rules pass), 1 a check rule failed, 2 unusable input.
 """
+
+CHECK_DESCRIPTION = """\
+Evaluate rules against the per-level figures; print rule, measured value and verdict.
+
+Rules come from --rule (repeatable) or else the scenario's slo.rules. A rule is
+METRIC OP VALUE, optionally restricted to some levels with @users OP VALUE or
+@level OP VALUE; OP is one of <=, >=, <, >, ==; a VALUE may end in % (95% = 0.95).
+A rule must hold at every selected level (it is measured at the worst one),
+except goodput and throughput, which are measured at the best level.
+"""
+
+CHECK_EPILOG = (
+    "examples:\n"
+    "  accuracy_drop<=0.01  effective_accuracy>=0.9@users>=50  p95_ms<=200  goodput>=100  error_rate<=0.01\n\n"
+    "metrics:\n  " + textwrap.fill(", ".join(RULE_METRICS), width=100, subsequent_indent="  ") + "\n\n"
+    "exit status: 0 all rules pass, 1 a rule fails, 2 unusable input or rule."
+)
 
 
 def _positive_float(text: str) -> float:
@@ -94,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(report)
     report.add_argument("--out", metavar="DIR", type=Path, help="output directory (default: RUN_DIR/analysis/)")
+    check = commands.add_parser(
+        "check",
+        help="evaluate pass/fail rules (CI gate): exit 0 pass, 1 fail, 2 unusable input",
+        description=CHECK_DESCRIPTION,
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(check)
+    check.add_argument(
+        "--rule",
+        dest="rules",
+        metavar="RULE",
+        action="append",
+        help="a rule such as 'p95_ms<=200' (repeatable; replaces the scenario's slo.rules)",
+    )
     return parser
 
 
@@ -150,6 +187,44 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _format_checks(results: pd.DataFrame) -> str:
+    width = max(20, *(len(r) for r in results["rule"]))
+    lines = [f"{'rule':<{width}}  {'measured':>10}  {'at users':>8}  verdict"]
+    for row in results.to_dict("records"):
+        measured = "-" if math.isnan(row["measured"]) else f"{row['measured']:.4g}"
+        users = "-" if math.isnan(row["at_users"]) else f"{row['at_users']:g}"
+        verdict = "pass" if row["passed"] else str(row["verdict"]).upper()
+        lines.append(f"{row['rule']:<{width}}  {measured:>10}  {users:>8}  {verdict}")
+    return "\n".join(lines)
+
+
+def _check(args: argparse.Namespace) -> int:
+    rules = args.rules
+    parsed = [parse_rule(r) for r in rules] if rules else None
+    analysis = analyse_run(
+        args.run_dir,
+        truth=args.truth,
+        window_s=args.window_s,
+        task=args.task,
+        metric=args.metric,
+        tolerance=args.tolerance,
+    )
+    if parsed is None:
+        scenario = analysis.run.info.get("scenario") or {}
+        slo = scenario.get("slo") or {}
+        configured = slo.get("rules") or []
+        if not configured:
+            raise AnalysisInputError(
+                "no rules to check: pass --rule (e.g. --rule 'p95_ms<=200') or set slo.rules in the scenario"
+            )
+        parsed = [parse_rule(r) for r in configured]
+    results = check_rules(analysis.levels, parsed)
+    print(_format_checks(results))
+    failed = int((~results["passed"]).sum())
+    print(f"{len(results) - failed} of {len(results)} rules pass" + ("" if not failed else f"; {failed} fail"))
+    return EXIT_OK if failed == 0 else EXIT_FAIL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -157,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_UNUSABLE
-    handlers = {"report": _report}
+    handlers = {"report": _report, "check": _check}
     try:
         return handlers[args.command](args)
     except AnalysisInputError as exc:

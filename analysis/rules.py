@@ -1,0 +1,243 @@
+"""Pass/fail rules for CI: ``accuracy_drop<=0.01``, ``effective_accuracy>=0.9@users>=50``, ``p95_ms<=200``.
+
+A rule holds when it holds at every selected load level: an upper bound
+(``<=``, ``<``) is measured at the level with the highest value, a lower bound
+at the level with the lowest. Capacity metrics (``goodput``, ``throughput``)
+are the exception: they are measured at the best level, since a run passes
+``goodput>=100`` when it reached 100 good answers per second somewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.degradation import load_order
+from analysis.errors import AnalysisInputError
+
+__all__ = ["RULE_METRICS", "Rule", "check_rules", "parse_rule"]
+
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+    "==": operator.eq,
+}
+_CAPACITY = {"goodput": "goodput_rps", "throughput": "throughput_rps"}
+_DROPS = {"accuracy_drop": "accuracy", "effective_accuracy_drop": "effective_accuracy"}
+_COLUMNS = (
+    "accuracy",
+    "effective_accuracy",
+    "balanced_accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "precision_weighted",
+    "recall_weighted",
+    "f1_weighted",
+    "consistency",
+    "exact_match",
+    "normalised_match",
+    "mae",
+    "rmse",
+    "r2",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "error_rate",
+    "error_rate_http",
+    "error_rate_timeout",
+    "error_rate_connection",
+    "error_rate_decode",
+    "error_rate_extract",
+    "inflight_mean",
+    "inflight_max",
+)
+#: Every metric a rule may name.
+RULE_METRICS: tuple[str, ...] = (*_DROPS, *_CAPACITY, *_COLUMNS)
+_CONDITION_FIELDS = ("users", "level")
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?%?"
+_RULE_RE = re.compile(
+    rf"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op><=|>=|==|<|>)\s*(?P<value>{_NUMBER})\s*"
+    rf"(?:@\s*(?P<field>[A-Za-z_]+)\s*(?P<cop><=|>=|==|<|>)\s*(?P<cvalue>{_NUMBER}))?\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One parsed rule."""
+
+    text: str
+    """The rule as written."""
+    metric: str
+    """Metric name (see ``RULE_METRICS``)."""
+    op: str
+    """Comparison: <=, >=, <, > or ==."""
+    threshold: float
+    """Bound (a percentage is stored as a share)."""
+    where_field: str | None = None
+    """``users`` or ``level`` when the rule applies to some levels only."""
+    where_op: str | None = None
+    """Comparison of the condition."""
+    where_value: float | None = None
+    """Value of the condition."""
+
+
+def _number(text: str) -> float:
+    return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+
+
+def parse_rule(text: str) -> Rule:
+    """Parse ``METRIC OP VALUE[@FIELD OP VALUE]``.
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"p95_ms<=200"``, ``"accuracy>=95%"``, ``"effective_accuracy>=0.9@users>=50"``.
+
+    Returns
+    -------
+    Rule
+
+    Raises
+    ------
+    AnalysisInputError
+        Naming the rule and what was expected.
+
+    Examples
+    --------
+    >>> parse_rule("effective_accuracy>=0.9@users>=50")
+    Rule(text='effective_accuracy>=0.9@users>=50', metric='effective_accuracy', op='>=', threshold=0.9, \
+where_field='users', where_op='>=', where_value=50.0)
+    >>> parse_rule("accuracy>=95%").threshold
+    0.95
+    >>> parse_rule("p95<=200")
+    Traceback (most recent call last):
+    ...
+    analysis.errors.AnalysisInputError: rule 'p95<=200' names unknown metric 'p95'; known: accuracy_drop, ...
+    """
+    if not isinstance(text, str):
+        raise AnalysisInputError(f"a rule must be a string like 'p95_ms<=200', got {text!r}")
+    match = _RULE_RE.match(text)
+    if match is None:
+        raise AnalysisInputError(
+            f"rule {text!r} is not of the form METRIC OP VALUE[@users|level OP VALUE] "
+            "with OP one of <=, >=, <, >, == (e.g. 'p95_ms<=200' or 'effective_accuracy>=0.9@users>=50')"
+        )
+    metric = match["metric"]
+    if metric not in RULE_METRICS:
+        raise AnalysisInputError(f"rule {text!r} names unknown metric {metric!r}; known: {', '.join(RULE_METRICS)}")
+    field = match["field"]
+    if field is not None and field not in _CONDITION_FIELDS:
+        raise AnalysisInputError(
+            f"rule {text!r} has condition on {field!r}; a condition can use: {', '.join(_CONDITION_FIELDS)}"
+        )
+    return Rule(
+        text=text.strip(),
+        metric=metric,
+        op=match["op"],
+        threshold=_number(match["value"]),
+        where_field=field,
+        where_op=match["cop"],
+        where_value=_number(match["cvalue"]) if match["cvalue"] is not None else None,
+    )
+
+
+def _values(levels: pd.DataFrame, metric: str) -> pd.Series:
+    if metric in _DROPS:
+        column = _DROPS[metric]
+        baseline = float(load_order(levels)[column].iloc[0])
+        return baseline - levels[column].astype(float)
+    column = _CAPACITY.get(metric, metric)
+    if column not in levels.columns:
+        return pd.Series(np.nan, index=levels.index)
+    return levels[column].astype(float)
+
+
+def check_rules(levels: pd.DataFrame, rules: Sequence[str | Rule]) -> pd.DataFrame:
+    """Evaluate rules against a level table.
+
+    Parameters
+    ----------
+    levels : pandas.DataFrame
+        From :func:`analysis.level_table` (or ``RunAnalysis.levels``).
+    rules : sequence of str or Rule
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per rule: ``rule``, ``measured`` (the deciding value),
+        ``at_level`` and ``at_users`` (where it was measured), ``levels``
+        (how many levels the rule applied to), ``passed`` (bool) and
+        ``verdict`` ("pass", "fail", or "fail: no data" when no level had a
+        value, e.g. a condition no level meets).
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0, 1, 2], "users": [2.0, 50.0, 100.0],
+    ...     "accuracy": [0.95, 0.94, 0.80], "p95_ms": [40.0, 90.0, 300.0], "goodput_rps": [30.0, 90.0, 60.0]})
+    >>> check_rules(levels, ["accuracy_drop<=0.02@users<=50", "p95_ms<=200", "goodput>=80"])[
+    ...     ["rule", "measured", "at_users", "verdict"]].to_dict("records")
+    [{'rule': 'accuracy_drop<=0.02@users<=50', 'measured': 0.01..., 'at_users': 50.0, 'verdict': 'pass'}, \
+{'rule': 'p95_ms<=200', 'measured': 300.0, 'at_users': 100.0, 'verdict': 'fail'}, \
+{'rule': 'goodput>=80', 'measured': 90.0, 'at_users': 50.0, 'verdict': 'pass'}]
+    """
+    for column in ("level", "users"):
+        if column not in levels.columns:
+            raise AnalysisInputError(f"level table has no column '{column}'; columns are: {', '.join(levels.columns)}")
+    parsed = [r if isinstance(r, Rule) else parse_rule(r) for r in rules]
+    rows = []
+    for rule in parsed:
+        values = _values(levels, rule.metric)
+        selected = pd.Series(True, index=levels.index)
+        if rule.where_field is not None and rule.where_op is not None and rule.where_value is not None:
+            compare_where = _COMPARE[rule.where_op]
+            where_value = rule.where_value
+            selected = levels[rule.where_field].astype(float).map(lambda v, c=compare_where, w=where_value: c(v, w))
+        mask = selected.to_numpy(dtype=bool)
+        value_array = values.to_numpy(dtype=float)
+        usable = np.flatnonzero(mask & ~np.isnan(value_array))
+        n_levels = int(mask.sum())
+        if len(usable) == 0:
+            rows.append(
+                {
+                    "rule": rule.text,
+                    "measured": math.nan,
+                    "at_level": None,
+                    "at_users": math.nan,
+                    "levels": n_levels,
+                    "passed": False,
+                    "verdict": "fail: no data",
+                }
+            )
+            continue
+        candidates = value_array[usable]
+        best_is_max = rule.metric in _CAPACITY or rule.op not in (">=", ">")
+        deciding = int(usable[int(np.argmax(candidates)) if best_is_max else int(np.argmin(candidates))])
+        measured = float(value_array[deciding])
+        if rule.op == "==":
+            passed = bool(np.all(np.isclose(candidates, rule.threshold)))
+        else:
+            passed = bool(_COMPARE[rule.op](measured, rule.threshold))
+        rows.append(
+            {
+                "rule": rule.text,
+                "measured": measured,
+                "at_level": int(levels["level"].to_numpy()[deciding]),
+                "at_users": float(levels["users"].to_numpy(dtype=float)[deciding]),
+                "levels": n_levels,
+                "passed": passed,
+                "verdict": "pass" if passed else "fail",
+            }
+        )
+    return pd.DataFrame(rows, columns=["rule", "measured", "at_level", "at_users", "levels", "passed", "verdict"])
