@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analysis.errors import AnalysisInputError
@@ -62,19 +63,32 @@ def load_order(levels: pd.DataFrame) -> pd.DataFrame:
     return levels.sort_values(["users", "level"], kind="stable").reset_index(drop=True)
 
 
-def _first_answers(group: pd.DataFrame, *, metric: str) -> pd.DataFrame:
-    mask = group["has_truth"].to_numpy(dtype=bool)
-    if metric == "accuracy":
-        mask = mask & group["ok"].to_numpy(dtype=bool)
-    answers = group.loc[mask, ["sample_id", "t_sent", "correct", "y_pred", "ok"]]
-    answers = answers.sort_values("t_sent", kind="stable").drop_duplicates("sample_id")
-    return answers.set_index("sample_id")
+@dataclass(frozen=True)
+class _Answers:
+    """Each sample's first answer at one level: sample codes (sorted), correctness, prediction."""
+
+    codes: npt.NDArray[np.int64]
+    correct: npt.NDArray[np.bool_]
+    predictions: npt.NDArray[Any]
 
 
-def _same_prediction(a: pd.Series, b: pd.Series) -> np.ndarray:
-    if pd.api.types.is_float_dtype(a) and pd.api.types.is_float_dtype(b):
-        return np.isclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=1e-9, atol=0.0)
-    return (a.astype(object).to_numpy() == b.astype(object).to_numpy()).astype(bool)
+def _first_answers(
+    codes: npt.NDArray[np.int64],
+    correct: npt.NDArray[np.bool_],
+    predictions: npt.NDArray[Any],
+    mask: npt.NDArray[np.bool_],
+) -> _Answers:
+    # Rows are in send order, so np.unique's first index is each sample's first answer.
+    chosen = np.flatnonzero(mask)
+    unique, first = np.unique(codes[chosen], return_index=True)
+    rows = chosen[first]
+    return _Answers(unique, correct[rows], predictions[rows])
+
+
+def _same_prediction(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    if a.dtype.kind == "f" and b.dtype.kind == "f":
+        return np.isclose(a, b, rtol=1e-9, atol=0.0)
+    return np.asarray(a.astype(object) == b.astype(object), dtype=bool)
 
 
 def degradation_table(
@@ -139,37 +153,51 @@ def degradation_table(
         raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
     ordered = load_order(levels)
     total_column = "n_scored" if metric == "accuracy" else "n_truth"
-    by_level = {value: group for value, group in joined.groupby("level", sort=False)}
-    empty = joined.iloc[0:0]
+    in_time = joined.sort_values("t_sent", kind="stable")
+    codes = pd.factorize(in_time["sample_id"])[0].astype(np.int64)
+    correct = in_time["correct"].fillna(False).to_numpy(dtype=bool)
+    predictions = in_time["y_pred"].to_numpy()
+    has_truth = in_time["has_truth"].to_numpy(dtype=bool)
+    ok = in_time["ok"].to_numpy(dtype=bool)
+    level_of = in_time["level"].to_numpy(dtype=float)
+
+    def answers(value: int, *, successful_only: bool) -> _Answers:
+        mask = (level_of == value) & has_truth
+        if successful_only:
+            mask = mask & ok
+        return _first_answers(codes, correct, predictions, mask)
+
     base_level = int(ordered["level"].iloc[0])
-    base = _first_answers(by_level.get(base_level, empty), metric=metric)
-    base_ok = _first_answers(by_level.get(base_level, empty), metric="accuracy")
+    base = answers(base_level, successful_only=metric == "accuracy")
+    base_ok = answers(base_level, successful_only=True)
     k0 = int(ordered["n_correct"].iloc[0])
     n0 = int(ordered[total_column].iloc[0])
     rows: list[dict[str, Any]] = []
     for position, level_row in ordered.iterrows():
         value = int(level_row["level"])
         k1, n1 = int(level_row["n_correct"]), int(level_row[total_column])
-        group = by_level.get(value, empty)
         diff, low, high = (float(x) for x in newcombe_interval(k0, n0, k1, n1, confidence=confidence))
-        answers = _first_answers(group, metric=metric)
-        common = base.index.intersection(answers.index)
-        base_correct = base.loc[common, "correct"].fillna(False).to_numpy(dtype=bool)
-        level_correct = answers.loc[common, "correct"].fillna(False).to_numpy(dtype=bool)
+        current = answers(value, successful_only=metric == "accuracy")
+        _, in_base, in_level = np.intersect1d(base.codes, current.codes, assume_unique=True, return_indices=True)
+        base_correct = base.correct[in_base]
+        level_correct = current.correct[in_level]
+        n_pairs = len(in_base)
         worse = int((base_correct & ~level_correct).sum())
         better = int((~base_correct & level_correct).sum())
         if position == 0:
             test, p_value = "baseline", float("nan")
         elif n0 == 0 or n1 == 0:
             test, p_value = "none", float("nan")
-        elif len(common) >= _PAIRED_MIN_SHARE * min(len(base), len(answers)) and len(common) > 0:
+        elif n_pairs > 0 and n_pairs >= _PAIRED_MIN_SHARE * min(len(base.codes), len(current.codes)):
             p_value, method = mcnemar_test(worse, better)
             test = f"mcnemar-{method}"
         else:
             test, p_value = "two-proportion-z", two_proportion_test(k0, n0, k1, n1)
-        answered = _first_answers(group, metric="accuracy")
-        shared = base_ok.index.intersection(answered.index)
-        same = _same_prediction(base_ok.loc[shared, "y_pred"], answered.loc[shared, "y_pred"])
+        answered = answers(value, successful_only=True)
+        _, shared_base, shared_level = np.intersect1d(
+            base_ok.codes, answered.codes, assume_unique=True, return_indices=True
+        )
+        same = _same_prediction(base_ok.predictions[shared_base], answered.predictions[shared_level])
         rows.append(
             {
                 "level": value,
@@ -179,12 +207,12 @@ def degradation_table(
                 "diff_low": low,
                 "diff_high": high,
                 "test": test,
-                "n_pairs": len(common),
+                "n_pairs": n_pairs,
                 "worse_pairs": worse,
                 "better_pairs": better,
                 "p_value": p_value,
-                "consistency": float(same.mean()) if len(shared) else float("nan"),
-                "n_consistency": len(shared),
+                "consistency": float(same.mean()) if len(same) else float("nan"),
+                "n_consistency": len(same),
             }
         )
     table = pd.DataFrame(rows)
