@@ -162,6 +162,7 @@ class Controller:
         self._sequence = 0
         self._users_created = 0
         self._exhausted_sent = False
+        self._in_flight = 0
         self._shipper: gevent.Greenlet | None = None
 
     # ------------------------------------------------------------------------------------------ roles
@@ -360,11 +361,19 @@ class Controller:
         index, pass_number = item
         assert self.dataset is not None
         assert self.protocol is not None
-        assert self.scenario is not None
         body = self._bodies[index]
         if body is None:
             body = self._bodies[index] = self.protocol.build_body(self.dataset.sample(index))
         attempt = Attempt(self.dataset.ids[index], pass_number, user.loadgrade_user_id)
+        self._in_flight += 1
+        try:
+            self._send(user, body, attempt)
+        finally:
+            self._in_flight -= 1
+
+    def _send(self, user: Any, body: bytes, attempt: Attempt) -> None:
+        assert self.protocol is not None
+        assert self.scenario is not None
         with user.client.request(
             self.scenario.endpoint.method,
             self.scenario.request_path,
@@ -441,8 +450,16 @@ class Controller:
     def _report_exhausted(self) -> None:
         if not self._exhausted_sent:
             self._exhausted_sent = True
-            self.ship()
-            self.runner.send_message(MSG_EXHAUSTED, None)
+            gevent.spawn(self._announce_exhausted)
+
+    def _announce_exhausted(self) -> None:
+        """Once the last requests of this process's share have been answered, ship them and say so."""
+        timeout = self.scenario.endpoint.timeout_s if self.scenario is not None else 30.0
+        deadline = time.time() + timeout + 5.0
+        while self._in_flight > 0 and time.time() < deadline:
+            gevent.sleep(0.02)
+        self.ship()
+        self.runner.send_message(MSG_EXHAUSTED, None)
 
     def on_drain(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.runner.stop()  # stops the users; our test_stop listener ships the last rows

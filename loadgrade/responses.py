@@ -33,8 +33,13 @@ def classify_exception(exc: BaseException) -> ErrorKind:
     >>> classify_exception(TimeoutError("timed out")), classify_exception(ConnectionResetError())
     ('timeout', 'connection')
     """
-    if isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower():
-        return "timeout"
+    seen: BaseException | None = exc
+    for _ in range(5):  # HTTP clients wrap the cause (geventhttpclient: RetriesExceeded(original=...))
+        if seen is None:
+            break
+        if isinstance(seen, TimeoutError) or "timeout" in type(seen).__name__.lower():
+            return "timeout"
+        seen = getattr(seen, "original", None) or seen.__cause__
     return "connection"
 
 

@@ -101,4 +101,12 @@ def test_gevent_style_timeouts_are_timeouts() -> None:
         pass
 
     assert classify_exception(Timeout()) == "timeout"
+
+    class RetriesExceeded(Exception):  # geventhttpclient wraps the real cause
+        def __init__(self, original: BaseException) -> None:
+            super().__init__("retries exceeded")
+            self.original = original
+
+    assert classify_exception(RetriesExceeded(TimeoutError("timed out"))) == "timeout"
+    assert classify_exception(RetriesExceeded(ConnectionRefusedError())) == "connection"
     assert classify_exception(ConnectionResetError(104, "reset")) == "connection"

@@ -1,0 +1,39 @@
+# loadgrade: `make demo` runs the main job, `make test` the whole test suite; both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint unit e2e bench clean help
+
+help:
+	@echo "make demo   set up, start the reference server, run a distributed step load, print the report"
+	@echo "make test   set up, lint (ruff, mypy) and run every test"
+	@echo "make bench  the recording-overhead benchmark (see bench/README.md)"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit loadgrade analysis
+
+bench: setup
+	$(BIN)/python bench/recording_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

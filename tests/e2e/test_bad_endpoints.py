@@ -1,0 +1,73 @@
+"""A misbehaving endpoint yields error rows of the right kind, and the run still ends normally with every row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.support.fault_server import MIXED, MIXED_ERROR_KIND, expected_prediction, fault_server, refused_url
+from tests.support.locust_run import assert_spine_invariants, run_locust, write_scenario
+
+N_SAMPLES = 60
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[str]:
+    with fault_server() as url:
+        yield url
+
+
+def scenario(tmp_path: Path, base_url: str, path: str, *, users: int = 4) -> Path:
+    data = pd.DataFrame(
+        {
+            "id": [f"s{i:03d}" for i in range(N_SAMPLES)],
+            "a": [i % len(MIXED) for i in range(N_SAMPLES)],
+            "b": [i for i in range(N_SAMPLES)],
+        }
+    )
+    data["label"] = [expected_prediction([a, b]) for a, b in zip(data["a"], data["b"], strict=True)]
+    data.to_csv(tmp_path / "data.csv", index=False)
+    return write_scenario(
+        tmp_path / "s.yaml",
+        {
+            "endpoint": {"base_url": base_url, "path": path, "timeout_s": 0.5},
+            "protocol": {"kind": "flask-predict"},
+            "dataset": {"path": str(tmp_path / "data.csv"), "input_columns": ["a", "b"], "passes": 1},
+            "load": {"users": users, "run_time_s": 60},
+        },
+    )
+
+
+@pytest.mark.parametrize("mode", ["standalone", "processes"])
+def test_every_failure_becomes_a_row_of_its_kind(tmp_path: Path, faults: str, mode: str) -> None:
+    run = run_locust(scenario(tmp_path, faults, "/mixed"), tmp_path / "run", mode=mode)  # type: ignore[arg-type]
+    records = assert_spine_invariants(run)
+    assert sorted(records["sample_id"]) == [f"s{i:03d}" for i in range(N_SAMPLES)]
+    behaviour = records["sample_id"].str[1:].astype(int) % len(MIXED)
+    expected_kind = behaviour.map(lambda b: MIXED_ERROR_KIND[MIXED[b]])
+    assert records["error_kind"].tolist() == expected_kind.tolist()
+    assert (records["ok"] == (expected_kind == "")).all()
+    assert run.info["locust_failures"] == int((expected_kind != "").sum())
+    by_kind = records.set_index("error_kind")
+    assert (by_kind.loc["http", "status_code"] == 500).all()
+    assert (by_kind.loc["timeout", "latency_ms"] >= 450).all()
+    assert (records.loc[~records["ok"], "prediction"] == "").all()
+    assert records.loc[records["error_kind"] == "extract", "error"].str.contains("output_data").all()
+    assert records.loc[records["error_kind"] == "decode", "error"].str.contains("not JSON").all()
+    good = records[records["ok"]]
+    assert (
+        good["prediction"].astype(int)
+        == good["sample_id"].str[1:].astype(int).map(lambda i: expected_prediction([i % len(MIXED), i]))
+    ).all()
+
+
+def test_connection_refused_rows_and_a_normal_end(tmp_path: Path) -> None:
+    run = run_locust(scenario(tmp_path, refused_url(), "/ok", users=2), tmp_path / "run")
+    records = assert_spine_invariants(run)
+    assert len(records) == N_SAMPLES
+    assert set(records["error_kind"]) == {"connection"}
+    assert (records["status_code"] == 0).all()
+    assert records["error"].str.contains("refused", case=False).all()
