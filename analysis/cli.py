@@ -13,6 +13,7 @@ import pandas as pd
 
 from analysis.degradation import Knee
 from analysis.errors import AnalysisInputError
+from analysis.plots import write_charts
 from analysis.report import RunAnalysis, analyse_run, format_levels, write_outputs
 from analysis.rules import RULE_METRICS, check_rules, parse_rule
 
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(report)
     report.add_argument("--out", metavar="DIR", type=Path, help="output directory (default: RUN_DIR/analysis/)")
+    report.add_argument("--no-charts", action="store_true", help="skip the PNG charts (faster)")
     check = commands.add_parser(
         "check",
         help="evaluate pass/fail rules (CI gate): exit 0 pass, 1 fail, 2 unusable input",
@@ -169,7 +171,9 @@ def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
     print()
     print(_knee_line("quality knee", summary.quality_knee))
     print(_knee_line("latency knee", summary.latency_knee))
-    print("wrote " + ", ".join(str(p) for p in written.values()))
+    folder = {p.parent for p in written.values()}
+    names = ", ".join(p.name for p in written.values())
+    print(f"wrote {names} to {folder.pop()}" if len(folder) == 1 else "wrote " + ", ".join(map(str, written.values())))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -183,6 +187,8 @@ def _report(args: argparse.Namespace) -> int:
     )
     out_dir = args.out if args.out is not None else args.run_dir / "analysis"
     written = write_outputs(analysis, out_dir)
+    if not args.no_charts:
+        written.update(write_charts(analysis, out_dir))
     _print_report(analysis, written)
     return EXIT_OK
 

@@ -1,0 +1,275 @@
+"""Charts of a run, each readable on its own (title, axis labels with units, legend).
+
+Every function takes DataFrames and returns a :class:`matplotlib.figure.Figure`
+built without pyplot, so nothing depends on a display or on global state.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix
+
+from analysis.degradation import Knee, load_order
+from analysis.errors import AnalysisInputError
+from analysis.metrics import ERROR_KINDS, per_class_recall, sorted_classes
+
+if TYPE_CHECKING:
+    from analysis.report import RunAnalysis
+
+__all__ = [
+    "plot_accuracy",
+    "plot_class_recall",
+    "plot_confusion",
+    "plot_errors",
+    "plot_latency",
+    "plot_over_time",
+    "plot_throughput",
+    "write_charts",
+]
+
+_SIZE = (8.0, 4.8)
+
+
+def _check_levels(levels: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    missing = [c for c in ["level", "users", *columns] if c not in levels.columns]
+    if missing:
+        raise AnalysisInputError(f"level table has no column {', '.join(repr(c) for c in missing)}")
+    return load_order(levels)
+
+
+def _knee_line(ax: Axes, knee: Knee | None, *, label: str) -> None:
+    if knee is not None and knee.first_bad_users is not None and knee.users is not None:
+        ax.axvline(knee.users, color="tab:red", linestyle="--", linewidth=1.2, label=label)
+
+
+def plot_accuracy(levels: pd.DataFrame, *, knee: Knee | None = None, title: str = "") -> Figure:
+    """Accuracy and effective accuracy against offered users, with 95 % Wilson bands and the knee.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0, 1], "users": [2.0, 8.0], "accuracy": [0.9, 0.8],
+    ...     "accuracy_low": [0.85, 0.75], "accuracy_high": [0.93, 0.84], "effective_accuracy": [0.9, 0.7],
+    ...     "effective_accuracy_low": [0.85, 0.65], "effective_accuracy_high": [0.93, 0.75]})
+    >>> plot_accuracy(levels).axes[0].get_ylabel()
+    'accuracy (%)'
+    """
+    ordered = _check_levels(levels, ["accuracy", "effective_accuracy"])
+    fig = Figure(figsize=_SIZE, layout="constrained")
+    ax = fig.add_subplot()
+    x = ordered["users"].to_numpy(dtype=float)
+    for name, label, color in (
+        ("accuracy", "accuracy of successful responses", "tab:blue"),
+        ("effective_accuracy", "effective accuracy (errors count as wrong)", "tab:orange"),
+    ):
+        y = 100 * ordered[name].to_numpy(dtype=float)
+        ax.plot(x, y, marker="o", color=color, label=label)
+        if f"{name}_low" in ordered.columns:
+            low = 100 * ordered[f"{name}_low"].to_numpy(dtype=float)
+            high = 100 * ordered[f"{name}_high"].to_numpy(dtype=float)
+            ax.fill_between(x, low, high, color=color, alpha=0.2, label=f"95% interval ({name.replace('_', ' ')})")
+    if "degraded" in ordered.columns:
+        bad = ordered["degraded"].to_numpy(dtype=bool)
+        if bad.any():
+            ax.scatter(
+                x[bad],
+                100 * ordered["accuracy"].to_numpy(dtype=float)[bad],
+                marker="x",
+                s=80,
+                color="tab:red",
+                zorder=5,
+                label="significantly worse than baseline",
+            )
+    _knee_line(ax, knee, label=f"knee: {knee.users:g} users" if knee and knee.users is not None else "knee")
+    ax.set_xlabel("offered load (users)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "Accuracy against load")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small")
+    return fig
+
+
+def plot_latency(levels: pd.DataFrame, *, slo_latency_ms: float | None = None, title: str = "") -> Figure:
+    """Latency percentiles (p50, p90, p95, p99) of successful responses against offered users."""
+    columns = ["p50_ms", "p90_ms", "p95_ms", "p99_ms"]
+    ordered = _check_levels(levels, columns)
+    fig = Figure(figsize=_SIZE, layout="constrained")
+    ax = fig.add_subplot()
+    x = ordered["users"].to_numpy(dtype=float)
+    for column in columns:
+        ax.plot(x, ordered[column].to_numpy(dtype=float), marker="o", label=column.replace("_ms", ""))
+    if slo_latency_ms is not None:
+        ax.axhline(slo_latency_ms, color="tab:red", linestyle="--", label=f"SLO {slo_latency_ms:g} ms")
+    ax.set_xlabel("offered load (users)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title or "Latency percentiles against load (successful responses)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_throughput(levels: pd.DataFrame, *, title: str = "") -> Figure:
+    """Achieved throughput and quality goodput (correct within SLO) against offered users."""
+    ordered = _check_levels(levels, ["throughput_rps", "goodput_rps"])
+    fig = Figure(figsize=_SIZE, layout="constrained")
+    ax = fig.add_subplot()
+    x = ordered["users"].to_numpy(dtype=float)
+    ax.plot(x, ordered["throughput_rps"].to_numpy(dtype=float), marker="o", label="throughput (requests/s)")
+    ax.plot(x, ordered["goodput_rps"].to_numpy(dtype=float), marker="s", label="goodput (correct within SLO/s)")
+    ax.set_xlabel("offered load (users)")
+    ax.set_ylabel("per second")
+    ax.set_title(title or "Throughput and quality goodput against load")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_errors(levels: pd.DataFrame, *, title: str = "") -> Figure:
+    """Error rate by kind (stacked bars, % of requests) per load level."""
+    ordered = _check_levels(levels, ["error_rate"])
+    kinds = [k for k in ERROR_KINDS if f"error_rate_{k}" in ordered.columns]
+    fig = Figure(figsize=_SIZE, layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(ordered))
+    bottom = np.zeros(len(ordered))
+    for kind in kinds:
+        values = 100 * ordered[f"error_rate_{kind}"].to_numpy(dtype=float)
+        ax.bar(positions, values, bottom=bottom, label=kind)
+        bottom += np.nan_to_num(values)
+    ax.set_xticks(positions, [f"{u:g}" for u in ordered["users"]])
+    ax.set_xlabel("offered load (users)")
+    ax.set_ylabel("errors (% of requests)")
+    ax.set_title(title or "Errors by kind against load")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(title="error kind", fontsize="small")
+    return fig
+
+
+def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "") -> Figure:
+    """Accuracy (successful, labelled responses) and active users over the run, in ``bin_s`` bins."""
+    missing = [c for c in ("t_sent", "users_active", "ok", "has_truth", "correct") if c not in joined.columns]
+    if missing:
+        raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
+    t = joined["t_sent"].to_numpy(dtype=float)
+    elapsed = t - t.min()
+    bins = np.floor(elapsed / bin_s).astype(np.int64)
+    scored = joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)
+    correct = joined["correct"].fillna(False).to_numpy(dtype=bool)
+    frame = pd.DataFrame(
+        {
+            "bin": bins,
+            "scored": scored,
+            "correct": correct & scored,
+            "users": joined["users_active"].to_numpy(dtype=float),
+        }
+    )
+    grouped = frame.groupby("bin").agg(scored=("scored", "sum"), correct=("correct", "sum"), users=("users", "median"))
+    centre = (grouped.index.to_numpy(dtype=float) + 0.5) * bin_s
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = 100 * grouped["correct"].to_numpy(dtype=float) / grouped["scored"].to_numpy(dtype=float)
+    fig = Figure(figsize=_SIZE, layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(centre, accuracy, color="tab:blue", marker=".", label="accuracy (%)")
+    ax.set_xlabel("time since first request (s)")
+    ax.set_ylabel("accuracy of successful responses (%)", color="tab:blue")
+    users_ax = ax.twinx()
+    users_ax.step(centre, grouped["users"].to_numpy(dtype=float), where="mid", color="tab:gray", label="active users")
+    users_ax.set_ylabel("active users", color="tab:gray")
+    ax.set_title(title or f"Accuracy and users over time ({bin_s:g} s bins)")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_class_recall(recall: pd.DataFrame, *, users: pd.Series | None = None, title: str = "") -> Figure:
+    """Heatmap of per-class recall (rows: classes, columns: load levels), from :func:`analysis.per_class_recall`."""
+    fig = Figure(
+        figsize=(max(6.0, 0.6 * len(recall) + 3), max(3.0, 0.35 * recall.shape[1] + 1.5)), layout="constrained"
+    )
+    ax = fig.add_subplot()
+    values = 100 * recall.to_numpy(dtype=float).T
+    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=100)
+    labels = [f"{users.get(level, level):g}" if users is not None else str(level) for level in recall.index]
+    ax.set_xticks(np.arange(len(recall.index)), labels)
+    ax.set_yticks(np.arange(recall.shape[1]), [str(c) for c in recall.columns])
+    ax.set_xlabel("offered load (users)" if users is not None else "level")
+    ax.set_ylabel("class")
+    fig.colorbar(image, ax=ax, label="recall (%)")
+    ax.set_title(title or "Per-class recall against load")
+    return fig
+
+
+def plot_confusion(
+    joined: pd.DataFrame, *, levels: list[int], labels: list[str] | None = None, titles: list[str] | None = None
+) -> Figure:
+    """Row-normalised confusion matrices (scikit-learn) of successful responses, one panel per level."""
+    scored = joined[joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)]
+    classes = labels or sorted_classes(pd.concat([scored["y_true"], scored["y_pred"]]))
+    fig = Figure(figsize=(5.2 * len(levels), 4.6), layout="constrained")
+    for i, level in enumerate(levels):
+        ax = fig.add_subplot(1, len(levels), i + 1)
+        group = scored[scored["level"] == level]
+        matrix = confusion_matrix(group["y_true"].astype(str), group["y_pred"].astype(str), labels=classes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = matrix / matrix.sum(axis=1, keepdims=True)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        ticks = np.arange(len(classes))
+        ax.set_xticks(ticks, classes, rotation=90 if len(classes) > 10 else 0)
+        ax.set_yticks(ticks, classes)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(titles[i] if titles else f"level {level}")
+        if len(classes) <= 12:
+            for (r, c), count in np.ndenumerate(matrix):
+                ax.text(
+                    c,
+                    r,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if share[r, c] > 0.5 else "black",
+                )
+    fig.suptitle("Confusion matrices (rows: true class; colour: share of the row)")
+    return fig
+
+
+def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write every chart that applies to the run as PNG into ``out_dir``; returns name to path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = analysis.summary
+    levels = analysis.levels
+    figures: dict[str, Figure] = {}
+    if summary.task != "regression":
+        figures["accuracy.png"] = plot_accuracy(levels, knee=summary.quality_knee)
+    figures["latency.png"] = plot_latency(levels, slo_latency_ms=summary.slo_latency_ms)
+    figures["throughput.png"] = plot_throughput(levels)
+    figures["errors.png"] = plot_errors(levels)
+    joined = analysis.joined[analysis.joined["level"].notna()]
+    if summary.task != "regression":
+        figures["over_time.png"] = plot_over_time(joined)
+    if summary.task == "classification":
+        users = levels.set_index("level")["users"]
+        recall = per_class_recall(joined)
+        if 0 < recall.shape[1] <= 100:
+            figures["class_recall.png"] = plot_class_recall(recall, users=users)
+        classes = sorted_classes(pd.concat([joined["y_true"], joined["y_pred"]]))
+        if len(classes) <= 30:
+            base, top = summary.baseline, summary.highest_load
+            figures["confusion.png"] = plot_confusion(
+                joined,
+                levels=[base.level, top.level],
+                labels=classes,
+                titles=[f"baseline: {base.users:g} users", f"highest load: {top.users:g} users"],
+            )
+    paths = {}
+    for name, figure in figures.items():
+        paths[name] = out / name
+        figure.savefig(paths[name], dpi=110)
+    return paths
