@@ -17,6 +17,16 @@ from analysis.metrics import (
     regression_metrics,
     text_metrics,
 )
+from analysis.plots import (
+    plot_accuracy,
+    plot_class_recall,
+    plot_confusion,
+    plot_errors,
+    plot_latency,
+    plot_over_time,
+    plot_throughput,
+    write_charts,
+)
 from analysis.report import LevelHeadline, RunAnalysis, Summary, analyse_run, format_levels, summarize, write_outputs
 from analysis.rules import RULE_METRICS, Rule, check_rules, parse_rule
 from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test, wilson_interval
@@ -51,6 +61,13 @@ __all__ = [
     "normalise_text",
     "parse_rule",
     "per_class_recall",
+    "plot_accuracy",
+    "plot_class_recall",
+    "plot_confusion",
+    "plot_errors",
+    "plot_latency",
+    "plot_over_time",
+    "plot_throughput",
     "read_records",
     "read_run_info",
     "read_truth",
@@ -59,5 +76,6 @@ __all__ = [
     "text_metrics",
     "two_proportion_test",
     "wilson_interval",
+    "write_charts",
     "write_outputs",
 ]
