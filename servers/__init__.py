@@ -1,0 +1,1 @@
+"""Reference model server(s) used by loadgrade's demo and tests."""

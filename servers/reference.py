@@ -1,0 +1,555 @@
+"""The reference model server: a real HTTP endpoint whose answers get worse, deterministically, under load.
+
+    python -m servers.reference [--port 0] [--service-time-ms 50] [--degrade-above 8] [--shed-above 32]
+
+It trains the models of :mod:`servers.models` at start-up (well under three seconds), binds (``--port 0`` picks a
+free port) and prints one line, ``LISTENING http://HOST:PORT``, on stdout once it accepts connections.
+:func:`running_server` wraps all of that for tests and the demo.
+
+Why a Starlette app on uvicorn: a request's service time is an ``asyncio.sleep``, so requests in flight really
+overlap inside one process and one thread. With N users in a closed loop, N requests are in flight at once, and the
+in-flight count each request sees on arrival -- hence which model answers it -- follows from the load alone, not from
+thread scheduling. One process also holds hundreds of concurrent connections without a thread per connection.
+
+Endpoints (JSON in and out)
+---------------------------
+``GET /health``
+    ``{"status": "ready", "models": ["digits", "diabetes"]}``.
+``POST /predict[?model=digits|diabetes]``
+    The "flask-predict" protocol: ``{"input_data": [[f0, ..., fN], ...]}`` (or one flat row) answers
+    ``{"output_data": [prediction, ...]}``, one per row; digits by default.
+``POST /v1/models/{model}/predict``
+    The "generic" protocol: ``{"features": [f0, ..., fN]}`` answers ``{"prediction": p, "tier": t}``.
+``GET /stats``
+    Request counters per tier, current and maximum in-flight requests, and the degradation settings.
+
+Class labels are plain ints, regression values floats. Every prediction response also names its tier in the
+``X-Model-Tier`` header. Malformed JSON or a wrong shape answers 400 ``{"error": ...}``, an unknown model 404.
+
+Degradation model
+-----------------
+A predict request increments the in-flight counter on arrival and decrements it once its response is ready; the
+count includes the request itself. On arrival, :func:`servers.models.decide_tier` picks its tier:
+
+* more than ``--shed-above`` in flight: shed. With ``--shed-mode 503`` the answer is HTTP 503
+  ``{"error": "overloaded"}``; with ``--shed-mode fallback`` it is a 200 with a constant answer (the majority
+  training class, or the training mean) and tier ``"fallback"``. Either way it is immediate: answering without doing
+  the work is what shedding buys.
+* otherwise more than ``--degrade-above`` in flight: the cheap model answers, after the service time.
+* otherwise the primary model answers, after the service time.
+
+The cheap tier costs the same service time as the primary one on purpose: only the answers' quality changes, which is
+the axis loadgrade measures. Inference runs inline on the event loop (a one-row predict is a fraction of a
+millisecond), so nothing but the load decides the tier.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+import numpy as np
+import sklearn
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from servers.models import MODEL_NAMES, ModelSet, Task, decide_tier, train_models
+
+__all__ = ["ServerConfig", "create_app", "main", "running_server"]
+
+ShedMode = Literal["503", "fallback"]
+
+_LISTENING = "LISTENING "
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the app degrades under load (see the module docstring); the defaults never degrade.
+
+    Attributes
+    ----------
+    seed : int
+        Seed of the models' training, used when :func:`create_app` trains them itself.
+    service_time_ms : float
+        How long each primary or cheap answer waits (asynchronously) before it is sent.
+    degrade_above : int or None
+        More requests in flight than this are answered by the cheap model; ``None`` never degrades.
+    shed_above : int or None
+        More requests in flight than this are shed; ``None`` never sheds.
+    shed_mode : {"503", "fallback"}
+        Shed with an HTTP 503, or with a 200 carrying the constant fallback answer.
+    """
+
+    seed: int = 0
+    service_time_ms: float = 0.0
+    degrade_above: int | None = None
+    shed_above: int | None = None
+    shed_mode: ShedMode = "503"
+
+    def __post_init__(self) -> None:
+        if not self.service_time_ms >= 0:
+            raise ValueError(
+                f"service_time_ms must be a non-negative number of milliseconds; got {self.service_time_ms}"
+            )
+        for name in ("degrade_above", "shed_above"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be a non-negative number of requests or None; got {value}")
+        if self.shed_mode not in ("503", "fallback"):
+            raise ValueError(f"shed_mode must be '503' or 'fallback'; got {self.shed_mode!r}")
+
+
+@dataclass
+class _Stats:
+    requests: int = 0
+    primary: int = 0
+    cheap: int = 0
+    fallback: int = 0
+    rejected: int = 0
+    bad_requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+class _BadRequest(Exception):
+    """A request the client got wrong; its message is the 400 response's ``error``."""
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _check_row(row: object, n_features: int, where: str, task: Task) -> list[float]:
+    if not isinstance(row, list):
+        raise _BadRequest(f"{where} must be a list of {n_features} numbers; got {type(row).__name__}")
+    if len(row) != n_features:
+        raise _BadRequest(f"{where} has {len(row)} values; the {task.name} model expects {n_features}")
+    # type() rather than isinstance(): JSON true/false parse to bools, which are ints to isinstance
+    if not all(type(value) is float or type(value) is int for value in row):
+        raise _BadRequest(f"{where} must contain only numbers")
+    return row
+
+
+def _parse_rows(body: bytes, task: Task, *, key: str, batch: bool) -> np.ndarray:
+    """The request's rows as a float64 array of shape (n_rows, n_features), or a _BadRequest saying what is wrong."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise _BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict) or key not in document:
+        raise _BadRequest(f'request body must be a JSON object with a "{key}" field')
+    value = document[key]
+    n = task.n_features
+    nested = isinstance(value, list) and bool(value) and all(isinstance(row, list) for row in value)
+    if nested and batch:
+        rows = [_check_row(row, n, f"{key}[{i}]", task) for i, row in enumerate(value)]
+    elif nested:
+        raise _BadRequest(f"{key} must be one flat list of {n} numbers: this endpoint takes one sample per request")
+    else:
+        rows = [_check_row(value, n, key, task)]
+    try:
+        X = np.array(rows, dtype=np.float64)
+    except OverflowError:
+        raise _BadRequest(f"{key} contains a number too large for a float") from None
+    if not np.isfinite(X).all():
+        raise _BadRequest(f"{key} must contain only finite numbers")
+    return X
+
+
+class _Service:
+    """The app's handlers and its per-app state (counters, in-flight requests)."""
+
+    def __init__(self, config: ServerConfig, models: ModelSet) -> None:
+        self.config = config
+        self.tasks = {name: models[name] for name in MODEL_NAMES}
+        self.stats = _Stats()
+        self._service_time_s = config.service_time_ms / 1000
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ready", "models": list(MODEL_NAMES)})
+
+    async def stats_endpoint(self, request: Request) -> Response:
+        stats = self.stats
+        return JSONResponse(
+            {
+                "requests": stats.requests,
+                "tiers": {
+                    "primary": stats.primary,
+                    "cheap": stats.cheap,
+                    "fallback": stats.fallback,
+                    "rejected": stats.rejected,
+                },
+                "bad_requests": stats.bad_requests,
+                "in_flight": stats.in_flight,
+                "max_in_flight": stats.max_in_flight,
+                "config": asdict(self.config),
+            }
+        )
+
+    async def predict_batch(self, request: Request) -> Response:
+        return await self._predict(request, request.query_params.get("model", "digits"), batch=True)
+
+    async def predict_one(self, request: Request) -> Response:
+        return await self._predict(request, request.path_params["model"], batch=False)
+
+    async def _predict(self, request: Request, name: str, *, batch: bool) -> Response:
+        task = self.tasks.get(name)
+        if task is None:
+            return _error(404, f"unknown model {name!r}; known models are: {', '.join(MODEL_NAMES)}")
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        try:
+            tier = decide_tier(
+                stats.in_flight, degrade_above=self.config.degrade_above, shed_above=self.config.shed_above
+            )
+            body = await request.body()
+            if tier == "shed" and self.config.shed_mode == "503":
+                stats.rejected += 1
+                return _error(503, "overloaded", headers={"X-Model-Tier": "shed"})
+            try:
+                X = _parse_rows(body, task, key="input_data" if batch else "features", batch=batch)
+            except _BadRequest as exc:
+                stats.bad_requests += 1
+                return _error(400, str(exc))
+            served: str
+            answers: list[Any]
+            if tier == "shed":
+                served, answers = "fallback", [task.fallback] * len(X)
+                stats.fallback += 1
+            else:
+                if self._service_time_s > 0:
+                    await asyncio.sleep(self._service_time_s)
+                model = task.primary if tier == "primary" else task.cheap
+                # _parse_rows has checked finiteness; skipping sklearn's second check halves the cheap tree's cost
+                with sklearn.config_context(assume_finite=True):
+                    served, answers = tier, model.predict(X).tolist()
+                if tier == "primary":
+                    stats.primary += 1
+                else:
+                    stats.cheap += 1
+            content = {"output_data": answers} if batch else {"prediction": answers[0], "tier": served}
+            return JSONResponse(content, headers={"X-Model-Tier": served})
+        finally:
+            stats.in_flight -= 1
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, exc.detail, headers=exc.headers)
+
+
+def create_app(config: ServerConfig, models: ModelSet | None = None) -> Starlette:
+    """Build the ASGI app; trains the models with ``config.seed`` unless ``models`` are given.
+
+    Each app has its own counters, so two apps in one process do not share their in-flight count.
+    """
+    service = _Service(config, models if models is not None else train_models(config.seed))
+    app = Starlette(
+        routes=[
+            Route("/health", service.health, methods=["GET"]),
+            Route("/stats", service.stats_endpoint, methods=["GET"]),
+            Route("/predict", service.predict_batch, methods=["POST"]),
+            Route("/v1/models/{model}/predict", service.predict_one, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.service = service
+    return app
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints ``LISTENING <url>`` once its sockets accept connections."""
+
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self.url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(f"{_LISTENING}{self.url}", flush=True)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind (not yet listen) a socket ourselves, so the real port is known even for port 0."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _non_negative(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be non-negative; got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" message
+    return parse
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # "(default: None)" says nothing; those options' help says what leaving them out means
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+_DESCRIPTION = """\
+Serve scikit-learn models (digits classifier, diabetes regressor) over HTTP, with answers that degrade under load.
+
+degradation model:
+  Each predict request counts the requests in flight when it arrives, itself included.
+    more than --shed-above     shed: HTTP 503 {"error": "overloaded"} (--shed-mode 503), or a 200 with a constant
+                               fallback answer, tier "fallback" (--shed-mode fallback); answered at once
+    more than --degrade-above  the cheap model answers (digits: ~72 % instead of ~97 % accuracy)
+    otherwise                  the primary model answers
+  Primary and cheap answers both wait --service-time-ms (asyncio.sleep), so with N users in a closed loop about N
+  requests are in flight: --degrade-above 8 degrades once more than 8 users are busy at the same time.
+
+endpoints:
+  GET /health  POST /predict[?model=diabetes]  POST /v1/models/{digits,diabetes}/predict  GET /stats
+
+Prints "LISTENING http://HOST:PORT" on stdout once it accepts connections; stops on SIGTERM or SIGINT."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m servers.reference", description=_DESCRIPTION, formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on; loopback only unless --allow-remote")
+    parser.add_argument("--port", type=_non_negative(int), default=0, help="port to listen on; 0 picks a free one")
+    parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not a loopback address")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split and the models")
+    parser.add_argument(
+        "--service-time-ms",
+        type=_non_negative(float),
+        default=0.0,
+        metavar="MS",
+        help="time each primary or cheap answer takes",
+    )
+    parser.add_argument(
+        "--degrade-above",
+        type=_non_negative(int),
+        default=None,
+        metavar="K",
+        help="in-flight count above which the cheap model answers (default: never degrade)",
+    )
+    parser.add_argument(
+        "--shed-above",
+        type=_non_negative(int),
+        default=None,
+        metavar="M",
+        help="in-flight count above which requests are shed (default: never shed)",
+    )
+    parser.add_argument("--shed-mode", choices=["503", "fallback"], default="503", help="how to shed a request")
+    parser.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        default="warning",
+        help="uvicorn's log level (logs go to stderr; there is no access log)",
+    )
+    return parser
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until SIGTERM or SIGINT; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.allow_remote and not _is_loopback(args.host):
+        parser.error(
+            f"refusing to listen on {args.host!r}: it is not a loopback address and the server has no "
+            "authentication; pass --allow-remote to listen on it anyway"
+        )
+    config = ServerConfig(
+        seed=args.seed,
+        service_time_ms=args.service_time_ms,
+        degrade_above=args.degrade_above,
+        shed_above=args.shed_above,
+        shed_mode=args.shed_mode,
+    )
+    # uvicorn handles these signals while it serves, then restores these handlers and re-raises the signal; exiting
+    # with status 0 from here makes a requested stop a clean one, during training as well as after serving.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
+    models = train_models(config.seed)
+    try:
+        sock = _bind(args.host, args.port)
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    uvicorn_config = uvicorn.Config(
+        create_app(config, models),
+        log_level=args.log_level,
+        access_log=False,
+        loop="asyncio",
+        http="h11",
+        lifespan="off",
+        # load tests pause between requests; a short keep-alive would make clients race the server's close
+        timeout_keep_alive=60,
+        timeout_graceful_shutdown=5,
+    )
+    _AnnouncingServer(uvicorn_config, _url(sock)).run(sockets=[sock])
+    return 0
+
+
+class _OutputPump:
+    """Reads the server's output in a thread, so its pipe never fills up; keeps the last lines for error messages."""
+
+    def __init__(self, stream: Any) -> None:
+        self.tail: deque[str] = deque(maxlen=40)
+        self.early_lines: queue.Queue[str | None] = queue.Queue()
+        self._announced = False
+        self._stream = stream
+        self.thread = threading.Thread(target=self._run, name="reference-server-output", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for line in self._stream:
+                self.tail.append(line)
+                if not self._announced:
+                    self._announced = line.startswith(_LISTENING)
+                    self.early_lines.put(line)
+        except (OSError, ValueError):  # the pipe was closed under us: the server is gone either way
+            pass
+        finally:
+            self.early_lines.put(None)
+
+    def wait_for_url(self, proc: subprocess.Popen[str], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.early_lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(
+                    f"reference server did not print {_LISTENING.strip()} within {timeout} s; output:\n{self.output()}"
+                ) from None
+            if line is None:
+                raise RuntimeError(
+                    f"reference server exited with status {proc.wait()} before listening; output:\n{self.output()}"
+                )
+            if line.startswith(_LISTENING):
+                return line[len(_LISTENING) :].strip()
+
+    def output(self) -> str:
+        return "".join(self.tail).rstrip() or "(none)"
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # SIGTERM to this PID only: the server has no children
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running_server(*args: str, timeout: float = 30) -> Iterator[str]:
+    """Run ``python -m servers.reference --port 0 *args`` in a subprocess; yield its base URL; stop it on exit.
+
+    The server runs in its own process group (a Ctrl-C in the terminal reaches only the caller) and is stopped by
+    its PID: SIGTERM, then SIGKILL if it has not exited 5 s later. Its stdout and stderr are drained in a thread.
+
+    Parameters
+    ----------
+    *args : str
+        More command-line options, e.g. ``"--service-time-ms", "50"``; a later ``--port`` overrides the 0.
+    timeout : float, default=30
+        Seconds to wait for the ``LISTENING`` line.
+
+    Yields
+    ------
+    str
+        The base URL, e.g. ``http://127.0.0.1:40123``.
+
+    Raises
+    ------
+    RuntimeError
+        The server exited before listening (the message holds its output, e.g. a refused option).
+    TimeoutError
+        It did not listen within ``timeout`` seconds.
+
+    Examples
+    --------
+    >>> import urllib.request
+    >>> with running_server("--service-time-ms", "1") as url:
+    ...     urllib.request.urlopen(f"{url}/health").status
+    200
+    """
+    env = dict(os.environ)
+    # the child must import this package wherever the caller runs from
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servers.reference", "--port", "0", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=env,
+        process_group=0,  # its own process group
+    )
+    pump: _OutputPump | None = None
+    try:
+        assert proc.stdout is not None
+        pump = _OutputPump(proc.stdout)
+        yield pump.wait_for_url(proc, timeout)
+    finally:
+        _stop(proc)
+        if pump is not None:
+            # the pipe reaches EOF once the server is gone, which ends the pump
+            pump.thread.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
