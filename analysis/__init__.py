@@ -6,6 +6,7 @@ keyword-only), so a notebook can use the same pieces as ``python -m analysis``.
 
 from analysis.degradation import Knee, degradation_table, find_knee, load_order
 from analysis.errors import AnalysisInputError
+from analysis.html_report import CHART_CAPTIONS, render_html, write_html
 from analysis.io import RunData, load_run, read_records, read_run_info, read_truth
 from analysis.join import JoinSummary, infer_task, join_truth, normalise_text
 from analysis.levels import assign_levels, inflight_concurrency
@@ -27,11 +28,21 @@ from analysis.plots import (
     plot_throughput,
     write_charts,
 )
-from analysis.report import LevelHeadline, RunAnalysis, Summary, analyse_run, format_levels, summarize, write_outputs
+from analysis.report import (
+    LevelHeadline,
+    RunAnalysis,
+    Summary,
+    analyse_run,
+    describe_knee,
+    format_levels,
+    summarize,
+    write_outputs,
+)
 from analysis.rules import RULE_METRICS, Rule, check_rules, parse_rule
 from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test, wilson_interval
 
 __all__ = [
+    "CHART_CAPTIONS",
     "RULE_METRICS",
     "AnalysisInputError",
     "JoinSummary",
@@ -46,6 +57,7 @@ __all__ = [
     "check_rules",
     "classification_metrics",
     "degradation_table",
+    "describe_knee",
     "find_knee",
     "format_levels",
     "holm_adjust",
@@ -72,10 +84,12 @@ __all__ = [
     "read_run_info",
     "read_truth",
     "regression_metrics",
+    "render_html",
     "summarize",
     "text_metrics",
     "two_proportion_test",
     "wilson_interval",
     "write_charts",
+    "write_html",
     "write_outputs",
 ]

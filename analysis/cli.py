@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.degradation import Knee
 from analysis.errors import AnalysisInputError
+from analysis.html_report import write_html
 from analysis.plots import write_charts
-from analysis.report import RunAnalysis, analyse_run, format_levels, write_outputs
+from analysis.report import RunAnalysis, analyse_run, describe_knee, format_levels, write_outputs
 from analysis.rules import RULE_METRICS, check_rules, parse_rule
 
 __all__ = ["main"]
@@ -111,13 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     report = commands.add_parser(
         "report",
-        help="write levels.csv and summary.json and print the per-level table",
-        description="Analyse a run: write levels.csv (one row per load level) and summary.json (headline "
-        "numbers, the knee, counts, assumptions) into RUN_DIR/analysis/ or --out, and print a per-level table.",
+        help="write levels.csv, summary.json, PNG charts and report.html; print the per-level table",
+        description="Analyse a run: write levels.csv (one row per load level), summary.json (headline "
+        "numbers, the knee, counts, assumptions), PNG charts and report.html (one self-contained page with "
+        "the charts embedded, opens from disk) into RUN_DIR/analysis/ or --out, and print a per-level table.",
     )
     _add_run_options(report)
     report.add_argument("--out", metavar="DIR", type=Path, help="output directory (default: RUN_DIR/analysis/)")
-    report.add_argument("--no-charts", action="store_true", help="skip the PNG charts (faster)")
+    report.add_argument(
+        "--no-charts",
+        action="store_true",
+        help="skip the PNG charts (faster); report.html is still written, without charts",
+    )
     check = commands.add_parser(
         "check",
         help="evaluate pass/fail rules (CI gate): exit 0 pass, 1 fail, 2 unusable input",
@@ -134,21 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="a rule such as 'p95_ms<=200' (repeatable; replaces the scenario's slo.rules)",
     )
     return parser
-
-
-def _knee_line(name: str, knee: Knee | None) -> str:
-    if knee is None:
-        return f"{name}: not applicable"
-    if knee.first_bad_level is None:
-        return f"{name}: none, holds up to the highest load tested ({knee.users:g} users, level {knee.level})"
-    if knee.level is None:
-        return (
-            f"{name}: already failing at the lowest load ({knee.first_bad_users:g} users, level {knee.first_bad_level})"
-        )
-    return (
-        f"{name}: {knee.users:g} users (level {knee.level}); fails from {knee.first_bad_users:g} users "
-        f"(level {knee.first_bad_level}): {knee.criterion}"
-    )
 
 
 def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
@@ -169,8 +159,8 @@ def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
     print()
     print(format_levels(analysis.levels, task=summary.task))
     print()
-    print(_knee_line("quality knee", summary.quality_knee))
-    print(_knee_line("latency knee", summary.latency_knee))
+    print(describe_knee("quality knee", summary.quality_knee))
+    print(describe_knee("latency knee", summary.latency_knee))
     folder = {p.parent for p in written.values()}
     names = ", ".join(p.name for p in written.values())
     print(f"wrote {names} to {folder.pop()}" if len(folder) == 1 else "wrote " + ", ".join(map(str, written.values())))
@@ -187,8 +177,9 @@ def _report(args: argparse.Namespace) -> int:
     )
     out_dir = args.out if args.out is not None else args.run_dir / "analysis"
     written = write_outputs(analysis, out_dir)
-    if not args.no_charts:
-        written.update(write_charts(analysis, out_dir))
+    charts = {} if args.no_charts else write_charts(analysis, out_dir)
+    written.update(charts)
+    written["report.html"] = write_html(analysis, out_dir, charts=charts)
     _print_report(analysis, written)
     return EXIT_OK
 

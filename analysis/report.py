@@ -21,7 +21,16 @@ from analysis.join import JoinSummary, join_truth
 from analysis.levels import assign_levels
 from analysis.metrics import level_table
 
-__all__ = ["LevelHeadline", "RunAnalysis", "Summary", "analyse_run", "format_levels", "summarize", "write_outputs"]
+__all__ = [
+    "LevelHeadline",
+    "RunAnalysis",
+    "Summary",
+    "analyse_run",
+    "describe_knee",
+    "format_levels",
+    "summarize",
+    "write_outputs",
+]
 
 ANALYSIS_VERSION = "0.1.0"
 DEFAULT_TOLERANCE = 0.01
@@ -355,6 +364,30 @@ def write_outputs(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dic
     analysis.levels.to_csv(paths["levels.csv"], index=False)
     paths["summary.json"].write_text(json.dumps(_jsonable(analysis.summary), indent=2) + "\n", encoding="utf-8")
     return paths
+
+
+def describe_knee(name: str, knee: Knee | None) -> str:
+    """One sentence about a knee, as printed by ``report`` and shown in ``report.html``.
+
+    Examples
+    --------
+    >>> describe_knee("quality knee", Knee(1, 4.0, 2, 8.0, "accuracy below baseline"))
+    'quality knee: 4 users (level 1); fails from 8 users (level 2): accuracy below baseline'
+    >>> describe_knee("latency knee", None)
+    'latency knee: not applicable'
+    """
+    if knee is None:
+        return f"{name}: not applicable"
+    if knee.first_bad_level is None:
+        return f"{name}: none, holds up to the highest load tested ({knee.users:g} users, level {knee.level})"
+    if knee.level is None:
+        return (
+            f"{name}: already failing at the lowest load ({knee.first_bad_users:g} users, level {knee.first_bad_level})"
+        )
+    return (
+        f"{name}: {knee.users:g} users (level {knee.level}); fails from {knee.first_bad_users:g} users "
+        f"(level {knee.first_bad_level}): {knee.criterion}"
+    )
 
 
 def _pct(value: float) -> str:

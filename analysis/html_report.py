@@ -1,0 +1,418 @@
+"""``report.html``: one self-contained page per run that opens from disk.
+
+Charts are embedded as base64 PNG data URIs and the styling is inline, so the
+file can be mailed or attached to a CI job as is: no JavaScript, no external
+URL. Every piece of text that comes from the run (scenario, labels,
+predictions, error messages, paths) goes through :func:`html.escape`, because
+a model's output is untrusted input to whoever opens the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.degradation import load_order
+from analysis.errors import AnalysisInputError
+from analysis.report import ANALYSIS_VERSION, RunAnalysis, describe_knee
+from analysis.rules import Rule, check_rules, parse_rule
+
+__all__ = ["CHART_CAPTIONS", "render_html", "write_html"]
+
+#: Title and how-to-read caption of each chart written by :func:`analysis.write_charts`.
+CHART_CAPTIONS: dict[str, tuple[str, str]] = {
+    "accuracy.png": (
+        "Accuracy against load",
+        "Each point is one load level, shaded bands are 95% Wilson intervals: where a line leaves the baseline's "
+        "band quality has changed; red crosses mark levels significantly worse than baseline, the dashed line "
+        "the knee.",
+    ),
+    "latency.png": (
+        "Latency percentiles against load",
+        "p50 to p99 of successful responses at each level; the dashed line is the latency SLO when one is set.",
+    ),
+    "throughput.png": (
+        "Throughput and quality goodput against load",
+        "Requests per second against correct answers within the SLO per second; the gap between them is "
+        "capacity spent on wrong, slow or failed answers.",
+    ),
+    "errors.png": (
+        "Errors by kind against load",
+        "Share of requests that failed (transport or format, not wrong answers), stacked by kind.",
+    ),
+    "over_time.png": (
+        "Accuracy and users over time",
+        "Accuracy in short time bins (blue) against active users (grey): a drop that follows each step up in users "
+        "is load-driven, a drift that does not is something else.",
+    ),
+    "class_recall.png": (
+        "Per-class recall against load",
+        "One row per class, one column per level; a row that darkens to the right is a class the model loses first "
+        "under load.",
+    ),
+    "confusion.png": (
+        "Confusion matrices at baseline and highest load",
+        "Rows are true classes, columns predictions; mass moving off the diagonal at high load shows which classes "
+        "are confused.",
+    ),
+}
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:72rem;
+ padding:0 1rem;color:#1d2330;line-height:1.45}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d8dce4}
+.sub{color:#5b6374;margin-top:0}
+table{border-collapse:collapse;font-size:.86rem;margin:.5rem 0}
+th,td{border:1px solid #d8dce4;padding:.25rem .5rem;text-align:right;vertical-align:top}
+th{background:#f1f3f7}td.text,th.text{text-align:left}
+tr.degraded td{background:#fdecea}tr.baseline td{background:#eef5ff}
+.pass{color:#17692f;font-weight:600}.fail{color:#b3261e;font-weight:600}
+figure{margin:1rem 0 2rem}img{max-width:100%;border:1px solid #e3e6ec}figcaption{color:#3f4757;font-size:.9rem}
+code{background:#f1f3f7;padding:0 .2rem}ul{padding-left:1.3rem}
+"""
+
+# How many distinct error messages and wrong answers to list.
+_TOP = 10
+# Longer error messages are cut (the full text is in records.csv).
+_MAX_MESSAGE = 300
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _isnan(value: Any) -> bool:
+    try:
+        return math.isnan(float(value))
+    except (TypeError, ValueError):
+        return value is None
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if _isnan(value) else format(float(value), spec)
+
+
+def _pct(value: Any) -> str:
+    return "–" if _isnan(value) else f"{100 * float(value):.1f}"
+
+
+def _rows_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, text_columns: int = 0, id_: str = "") -> str:
+    """A table from already-escaped cells; the first ``text_columns`` are left-aligned."""
+    attr = f' id="{id_}"' if id_ else ""
+    head = "".join(f"<th{' class=text' if i < text_columns else ''}>{h}</th>" for i, h in enumerate(header))
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{' class=text' if i < text_columns else ''}>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _error_kinds(levels: pd.DataFrame) -> list[str]:
+    kinds = [c.removeprefix("error_rate_") for c in levels.columns if c.startswith("error_rate_")]
+    return [k for k in kinds if levels[f"error_rate_{k}"].fillna(0).to_numpy(dtype=float).any()]
+
+
+def _flag(row: Mapping[Any, Any]) -> tuple[str, str]:
+    if bool(row.get("is_baseline", False)):
+        return "baseline", "baseline"
+    if bool(row.get("degraded", False)):
+        return "DEGRADED", "degraded"
+    if bool(row.get("vs_baseline_significantly_worse", False)):
+        return "worse (within tolerance)", ""
+    return "ok", ""
+
+
+def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Header and (row class, cells) of the per-level table, numbers formatted from ``levels`` as in levels.csv.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0], "users": [2.0], "n": [400], "throughput_rps": [40.0],
+    ...     "accuracy": [0.95], "accuracy_low": [0.925], "accuracy_high": [0.967], "effective_accuracy": [0.95],
+    ...     "error_rate": [0.0], "p50_ms": [20.0], "p95_ms": [61.25], "p99_ms": [80.0], "goodput_rps": [38.0],
+    ...     "is_baseline": [True]})
+    >>> header, rows = _level_rows(levels, task="classification")
+    >>> dict(zip(header, rows[0][1]))["accuracy % [95% CI]"]
+    '95.0 [92.5, 96.7]'
+    """
+    ordered = load_order(levels)
+    kinds = _error_kinds(ordered)
+    quality = ["MAE", "RMSE"] if task == "regression" else ["accuracy % [95% CI]", "effective accuracy %"]
+    header = [
+        "level",
+        "users",
+        "n",
+        "req/s",
+        *quality,
+        "errors %",
+        *(f"{k} %" for k in kinds),
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "goodput/s",
+        "vs baseline",
+    ]
+    rows = []
+    for row in ordered.to_dict("records"):
+        if task == "regression":
+            quality_cells = [_fmt(row.get("mae"), ".4g"), _fmt(row.get("rmse"), ".4g")]
+        else:
+            quality_cells = [
+                f"{_pct(row['accuracy'])} [{_pct(row.get('accuracy_low'))}, {_pct(row.get('accuracy_high'))}]",
+                _pct(row["effective_accuracy"]),
+            ]
+        flag, css = _flag(row)
+        cells = [
+            str(int(row["level"])),
+            _fmt(row["users"], "g"),
+            str(int(row["n"])),
+            _fmt(row["throughput_rps"], ".1f"),
+            *quality_cells,
+            _pct(row["error_rate"]),
+            *(_pct(row[f"error_rate_{k}"]) for k in kinds),
+            _fmt(row.get("p50_ms"), ".1f"),
+            _fmt(row.get("p95_ms"), ".1f"),
+            _fmt(row.get("p99_ms"), ".1f"),
+            _fmt(row.get("goodput_rps"), ".1f"),
+            flag,
+        ]
+        rows.append((css, cells))
+    return header, rows
+
+
+def _levels_html(levels: pd.DataFrame, *, task: str) -> str:
+    header, rows = _level_rows(levels, task=task)
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join(
+        (f'<tr class="{css}">' if css else "<tr>") + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>"
+        for css, cells in rows
+    )
+    return f'<table id="levels"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _rules_html(analysis: RunAnalysis, rules: Sequence[str | Rule] | None) -> tuple[str, str]:
+    """One headline sentence and the rule table (empty when there are no rules)."""
+    if rules is None:
+        scenario = analysis.run.info.get("scenario") or {}
+        slo = scenario.get("slo") if isinstance(scenario, Mapping) else None
+        rules = list((slo or {}).get("rules") or []) if isinstance(slo, Mapping) else []
+    if not rules:
+        return "SLO rules: none set (add <code>slo.rules</code> to the scenario or use <code>check --rule</code>).", ""
+    try:
+        results = check_rules(analysis.levels, [r if isinstance(r, Rule) else parse_rule(r) for r in rules])
+    except AnalysisInputError as exc:
+        return f'SLO rules: <span class="fail">could not be evaluated</span>: {_e(exc)}', ""
+    failed = int((~results["passed"]).sum())
+    verdict = '<span class="pass">PASS</span>' if failed == 0 else '<span class="fail">FAIL</span>'
+    sentence = f"SLO rules: {verdict}, {len(results) - failed} of {len(results)} rules pass."
+    rows = []
+    for row in results.to_dict("records"):
+        verdict_cell = (
+            '<span class="pass">pass</span>' if row["passed"] else f'<span class="fail">{_e(row["verdict"])}</span>'
+        )
+        rows.append(
+            [f"<code>{_e(row['rule'])}</code>", _fmt(row["measured"], ".4g"), _fmt(row["at_users"], "g"), verdict_cell]
+        )
+    return sentence, _rows_table(["rule", "measured", "at users", "verdict"], rows, text_columns=1, id_="rules")
+
+
+def _errors_html(joined: pd.DataFrame) -> str:
+    failed = joined[~joined["ok"].to_numpy(dtype=bool)]
+    if failed.empty:
+        return "<p>No request failed.</p>"
+    grouped = (
+        failed.assign(message=failed["error"].astype(str).str.slice(0, _MAX_MESSAGE))
+        .groupby(["error_kind", "message"], sort=False, dropna=False)
+        .agg(count=("ok", "size"), first_level=("level", "min"))
+        .reset_index()
+        .sort_values("count", ascending=False, kind="stable")
+        .head(_TOP)
+    )
+    rows = [
+        [_e(r["error_kind"]), f"<code>{_e(r['message'])}</code>", str(int(r["count"])), _fmt(r["first_level"], ".0f")]
+        for r in grouped.to_dict("records")
+    ]
+    distinct = failed.groupby(["error_kind", "error"], sort=False).ngroups
+    total = f"<p>{len(failed)} failed requests with {distinct} distinct messages; the most frequent first:</p>"
+    return total + _rows_table(["kind", "message", "requests", "first level"], rows, text_columns=2, id_="errors")
+
+
+def _wrong_html(analysis: RunAnalysis) -> str:
+    if analysis.summary.task == "regression":
+        return ""
+    joined = analysis.joined
+    top = analysis.summary.highest_load
+    wrong = joined[
+        (joined["level"] == top.level)
+        & joined["ok"].to_numpy(dtype=bool)
+        & joined["has_truth"].to_numpy(dtype=bool)
+        & ~joined["correct"].fillna(True).to_numpy(dtype=bool)
+    ]
+    if wrong.empty:
+        return f"<p>No wrong answer at the highest load ({top.users:g} users).</p>"
+    pairs = (
+        pd.DataFrame({"label": wrong["y_true"].astype(str), "prediction": wrong["y_pred"].astype(str)})
+        .value_counts()
+        .head(_TOP)
+    )
+    rows = [
+        [f"<code>{_e(r['label'])}</code>", f"<code>{_e(r['prediction'])}</code>", str(int(r["n"]))]
+        for r in pairs.reset_index(name="n").to_dict("records")
+    ]
+    intro = f"<p>The most frequent wrong answers at the highest load ({top.users:g} users, {len(wrong)} wrong):</p>"
+    return intro + _rows_table(["label", "prediction", "responses"], rows, text_columns=2, id_="wrong")
+
+
+def _charts_html(charts: Mapping[str, bytes]) -> str:
+    if not charts:
+        return "<p>Charts were not written (<code>--no-charts</code>).</p>"
+    parts = []
+    for name, data in charts.items():
+        title, caption = CHART_CAPTIONS.get(name, (name, ""))
+        encoded = base64.b64encode(data).decode("ascii")
+        parts.append(
+            f'<figure id="{_e(name)}"><img alt="{_e(title)}" src="data:image/png;base64,{encoded}">'
+            f"<figcaption><strong>{_e(title)}.</strong> {_e(caption)}</figcaption></figure>"
+        )
+    return "".join(parts)
+
+
+def _versions(info: Mapping[str, Any]) -> list[tuple[str, str]]:
+    versions = [(k.removesuffix("_version"), str(v)) for k, v in info.items() if k.endswith("_version")]
+    return [*versions, ("analysis", ANALYSIS_VERSION)]
+
+
+def _list(items: Sequence[str]) -> str:
+    return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def render_html(
+    analysis: RunAnalysis,
+    *,
+    charts: Mapping[str, bytes] | None = None,
+    rules: Sequence[str | Rule] | None = None,
+) -> str:
+    """The report page of one run as a string.
+
+    Parameters
+    ----------
+    analysis : RunAnalysis
+        From :func:`analysis.analyse_run`.
+    charts : mapping of str to bytes, optional
+        PNG file name (as written by :func:`analysis.write_charts`) to its bytes;
+        each is embedded as a data URI with its caption.
+    rules : sequence of str or Rule, optional
+        SLO rules to evaluate; default: the scenario's ``slo.rules``.
+
+    Returns
+    -------
+    str
+        A complete HTML document.
+    """
+    summary = analysis.summary
+    counts = summary.counts
+    info = analysis.run.info
+    scenario = info.get("scenario") if isinstance(info.get("scenario"), Mapping) else {}
+    run_name = Path(analysis.run.run_dir).name
+    rules_sentence, rules_table = _rules_html(analysis, rules)
+    description = scenario.get("description") if scenario else None
+
+    headline = [
+        f"Run <code>{_e(analysis.run.run_dir)}</code>"
+        + (f", started {_e(summary.started_at)}" if summary.started_at else "")
+        + ".",
+        f"Scenario <strong>{_e(summary.scenario or 'unnamed')}</strong>"
+        + (f": {_e(description)}" if description else "."),
+        f"Task: {_e(summary.task)}{' (inferred from the labels)' if summary.task_inferred else ''}; "
+        f"{counts.n_records} records in {summary.n_levels} {_e(summary.level_kind)} levels, "
+        f"{summary.baseline.users:g} to {summary.highest_load.users:g} users.",
+        _e(describe_knee("Quality knee", summary.quality_knee)) + ".",
+        _e(describe_knee("Latency knee", summary.latency_knee)) + ".",
+        rules_sentence,
+    ]
+    join = [
+        f"{counts.n_records} records, {counts.n_with_truth} with a label from <code>{_e(summary.truth_path)}</code>.",
+        f"{counts.n_without_truth} records without a label (left out of quality)"
+        + (
+            f", e.g. {', '.join(f'<code>{_e(s)}</code>' for s in counts.without_truth_examples)}"
+            if counts.n_without_truth
+            else ""
+        )
+        + ".",
+        f"{counts.n_truth} labelled samples, {counts.n_truth_never_sent} of them never sent.",
+        f"{summary.n_records_without_level} records sent outside every load level (left out of the levels).",
+    ]
+    settings = [
+        f"Quality metric for degradation and the knee: {_e(summary.metric)}; a level is degraded when it is "
+        f"significantly worse than the baseline ({summary.baseline.users:g} users) after Holm correction at "
+        f"alpha {summary.alpha:g} and by more than {100 * summary.tolerance:g} percentage points.",
+        "Latency SLO: " + (f"{summary.slo_latency_ms:g} ms." if summary.slo_latency_ms is not None else "none."),
+        *(_e(a) + "." for a in summary.assumptions),
+    ]
+    versions = _rows_table(
+        ["component", "version"], [[_e(k), _e(v)] for k, v in _versions(info)], text_columns=2, id_="versions"
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>loadgrade report: {_e(run_name)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>Accuracy against load: {_e(summary.scenario or run_name)}</h1>
+<p class="sub">loadgrade analysis {_e(ANALYSIS_VERSION)} of run {_e(run_name)}</p>
+<h2 id="headline">Headline</h2>
+{_list(headline)}
+{rules_table}
+<h2 id="levels-heading">Per load level</h2>
+<p>The same figures as <code>levels.csv</code>, in load order. Accuracy is over successful responses with its 95%
+Wilson interval; effective accuracy counts errors as wrong; latency percentiles are over successful responses;
+goodput is correct answers within the latency SLO per second.</p>
+{_levels_html(analysis.levels, task=summary.task)}
+<h2 id="charts">Charts</h2>
+{_charts_html(charts or {})}
+<h2 id="failures">Errors</h2>
+{_errors_html(analysis.joined)}
+{_wrong_html(analysis)}
+<h2 id="join">Labels and records</h2>
+{_list(join)}
+<h2 id="assumptions">Settings and assumptions</h2>
+{_list(settings)}
+<h2 id="versions-heading">Versions</h2>
+{versions}
+</body>
+</html>
+"""
+
+
+def write_html(
+    analysis: RunAnalysis,
+    out_dir: str | os.PathLike[str],
+    *,
+    charts: Mapping[str, str | os.PathLike[str]] | None = None,
+    rules: Sequence[str | Rule] | None = None,
+) -> Path:
+    """Write ``report.html`` into ``out_dir``, embedding the PNG files named in ``charts``.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    images = {name: Path(path).read_bytes() for name, path in (charts or {}).items()}
+    path = out / "report.html"
+    path.write_text(render_html(analysis, charts=images, rules=rules), encoding="utf-8")
+    return path

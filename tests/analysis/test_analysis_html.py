@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import Level
+
+from analysis import analyse_run, render_html
+from analysis.cli import main
+
+EVIL = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+SLO = {"latency_ms": 200.0, "rules": ["accuracy_drop<=0.01", "p95_ms<=200"]}
+RAMP = (Level(2, 300, 0.95, latency_ms=20), Level(8, 300, 0.9, 0.05, 40), Level(32, 300, 0.6, 0.2, 250))
+
+
+class _Page(HTMLParser):
+    """Tags, attribute values and the cells of every table (by id) of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: list[str] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes.extend(value or "" for _, value in attrs)
+        if tag == "table":
+            self._table = dict(attrs).get("id") or f"table{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _parse(text: str) -> _Page:
+    page = _Page()
+    page.feed(text)
+    page.close()
+    return page
+
+
+@pytest.fixture
+def evil_run(make_run, tmp_path):
+    """A run whose scenario name, labels, predictions and error messages carry markup and a URL."""
+    run_dir = make_run(RAMP, slo=SLO)
+    names = {"0": "cat", "1": EVIL, "2": "a&b"}
+    truth_path = tmp_path / "run_truth.csv"
+    truth = pd.read_csv(truth_path, dtype=str)
+    truth["label"] = truth["label"].map(names)
+    truth.to_csv(truth_path, index=False)
+    records = pd.read_csv(run_dir / "records.csv", dtype=str, keep_default_na=False)
+    records["prediction"] = records["prediction"].map(lambda p: names.get(p, p))
+    failed = records["ok"] == "False"
+    records.loc[failed, "error"] = f"{EVIL} from http://evil.example/x"
+    records.to_csv(run_dir / "records.csv", index=False)
+    info = json.loads((run_dir / "run.json").read_text())
+    info["scenario"]["name"] = f"v2 {EVIL}"
+    info["scenario"]["description"] = '"quoted" & <b>bold</b>'
+    (run_dir / "run.json").write_text(json.dumps(info))
+    return run_dir
+
+
+def test_report_html_is_self_contained_and_escaped(evil_run, capsys):
+    assert main(["report", str(evil_run)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    out_dir = evil_run / "analysis"
+    text = (out_dir / "report.html").read_text(encoding="utf-8")
+    page = _parse(text)
+    # Nothing executable, nothing fetched: no script or link tags, no attribute pointing anywhere but a data URI.
+    assert "script" not in page.tags
+    assert "link" not in page.tags
+    assert not [a for a in page.attributes if "://" in a or a.startswith("//")]
+    assert "url(" not in text
+    # The only http:// are the ones inside the (escaped) error message, one row per error kind.
+    assert text.count("http://") == text.count(f"{ESCAPED} from http://evil.example/x") == 5
+    assert "https://" not in text
+    assert EVIL not in text
+    assert "<b>bold</b>" not in text
+    assert f"v2 {ESCAPED}" in text
+    wrong = page.tables["wrong"]
+    assert {cell for row in wrong[1:] for cell in row[:2]} <= {"cat", EVIL, "a&b"}
+    charts = sorted(out_dir.glob("*.png"))
+    assert len(charts) == 7
+    assert text.count("data:image/png;base64,") == len(charts)
+    assert "check --rule" in text or "SLO rules:" in text
+
+
+def test_report_html_table_matches_levels_csv(make_run):
+    run_dir = make_run(RAMP, slo=SLO)
+    assert main(["report", str(run_dir), "--no-charts"]) == 0
+    out_dir = run_dir / "analysis"
+    text = (out_dir / "report.html").read_text(encoding="utf-8")
+    assert "data:image/png;base64," not in text
+    levels = pd.read_csv(out_dir / "levels.csv").sort_values(["users", "level"])
+    table = _parse(text).tables["levels"]
+    header, rows = table[0], table[1:]
+    shown = pd.DataFrame(rows, columns=header)
+    assert shown["level"].astype(int).tolist() == levels["level"].tolist()
+    assert shown["n"].astype(int).tolist() == levels["n"].tolist()
+    assert shown["users"].astype(float).tolist() == levels["users"].tolist()
+    accuracy = shown["accuracy % [95% CI]"].str.extract(r"^([\d.]+) \[([\d.]+), ([\d.]+)\]$").astype(float)
+    for position, column in enumerate(["accuracy", "accuracy_low", "accuracy_high"]):
+        assert accuracy[position].to_numpy() == pytest.approx(100 * levels[column].to_numpy(), abs=0.051)
+    percent = {"effective accuracy %": "effective_accuracy", "errors %": "error_rate"}
+    percent.update({f"{k} %": f"error_rate_{k}" for k in ("http", "timeout", "connection", "decode", "extract")})
+    plain = {"req/s": "throughput_rps", "p50 ms": "p50_ms", "p95 ms": "p95_ms", "p99 ms": "p99_ms"}
+    plain["goodput/s"] = "goodput_rps"
+    for label, column in percent.items():
+        assert shown[label].astype(float).to_numpy() == pytest.approx(100 * levels[column].to_numpy(), abs=0.051)
+    for label, column in plain.items():
+        assert shown[label].astype(float).to_numpy() == pytest.approx(levels[column].to_numpy(), abs=0.051)
+    assert shown["vs baseline"].tolist() == ["baseline", "ok", "DEGRADED"]
+    rules = _parse(text).tables["rules"]
+    assert [row[0] for row in rules[1:]] == SLO["rules"]
+    assert [row[3] for row in rules[1:]] == ["fail", "fail"]
+
+
+def test_render_html_without_rules_or_charts(make_run):
+    analysis = analyse_run(make_run(RAMP[:2]))
+    text = render_html(analysis)
+    assert "SLO rules: none set" in text
+    assert "Charts were not written" in text
+    assert "Quality knee: none, holds up to the highest load tested (8 users, level 1)." in text
+    page = _parse(text)
+    versions = dict(row for row in page.tables["versions"][1:])
+    assert versions == {"loadgrade": "0.1.0", "analysis": "0.1.0"}
+
+
+def test_render_html_bad_rule_is_reported_not_raised(make_run):
+    analysis = analyse_run(make_run(RAMP[:2]))
+    text = render_html(analysis, rules=["p95<=200"])
+    assert "could not be evaluated" in text
+    assert "unknown metric &#x27;p95&#x27;" in text
+
+
+def test_write_html_embeds_given_charts(make_run, tmp_path):
+    from analysis import write_charts, write_html
+
+    analysis = analyse_run(make_run(RAMP[:2]))
+    charts = write_charts(analysis, tmp_path / "out")
+    path = write_html(analysis, tmp_path / "out", charts={k: charts[k] for k in ("accuracy.png", "latency.png")})
+    assert path == Path(tmp_path / "out" / "report.html")
+    assert path.read_text(encoding="utf-8").count("data:image/png;base64,") == 2
