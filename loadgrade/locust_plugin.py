@@ -20,7 +20,6 @@ from locust.shape import LoadTestShape
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from loadgrade.dataset import Dataset, SampleFeeder
 from loadgrade.errors import ScenarioError
 from loadgrade.protocols import ProtocolBase
 from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
-from loadgrade.responses import Outcome, interpret_response
+from loadgrade.responses import interpret_response
 from loadgrade.runinfo import default_run_dir, run_info, write_run_info
 from loadgrade.scenario import Scenario, load_scenario
 from loadgrade.shapes import StagePlan, stage_at, stage_plan
@@ -71,16 +70,6 @@ def _add_options(parser: Any) -> None:
         help="Directory for records.csv and run.json (default: the scenario's output.dir, else "
         "runs/<scenario>-<UTC timestamp>; later tests in the same process get -2, -3, ...)",
     )
-
-
-@dataclass
-class Attempt:
-    """What the request listener needs to know about one request beyond what Locust tells it."""
-
-    sample_id: str
-    pass_number: int
-    user_id: int
-    outcome: Outcome | None = None
 
 
 class RunSession:
@@ -160,6 +149,7 @@ class Controller:
         self._headers: dict[str, str] = {}
         self._rows: list[list[Any]] = []
         self._sequence = 0
+        self._worker = 0
         self._users_created = 0
         self._exhausted_sent = False
         self._in_flight = 0
@@ -179,8 +169,7 @@ class Controller:
     def is_worker(self) -> bool:
         return isinstance(self.runner, WorkerRunner)
 
-    @property
-    def worker_index(self) -> int:
+    def _worker_index(self) -> int:
         return max(int(getattr(self.runner, "worker_index", 0)), 0)
 
     # ------------------------------------------------------------------------------------------ scenario
@@ -331,6 +320,7 @@ class Controller:
         }
         self._rows = []
         self._sequence = 0
+        self._worker = self._worker_index()
         self._exhausted_sent = False
         self._shipper = gevent.spawn(self._ship_forever)
 
@@ -352,87 +342,69 @@ class Controller:
         user.loadgrade_user_id = self._users_created
 
     def replay_one(self, user: Any) -> None:
-        """Send the next sample of this process's share and classify the reply (the user's one task)."""
+        """Send the next sample of this process's share, classify the reply and record it (the user's one task).
+
+        The row is built inside the ``catch_response`` block, where Locust already knows the send time, the
+        response time and the size, and right before the block reports the request: no switch to another greenlet
+        can happen in between, so there is exactly one row for each request Locust counts.
+        """
         item = self.feeder.next() if self.feeder is not None else None
         if item is None:
             self._report_exhausted()
             gevent.sleep(1.0)
             return
         index, pass_number = item
-        assert self.dataset is not None
-        assert self.protocol is not None
+        dataset, protocol, scenario = self.dataset, self.protocol, self.scenario
+        assert dataset is not None
+        assert protocol is not None
+        assert scenario is not None
         body = self._bodies[index]
         if body is None:
-            body = self._bodies[index] = self.protocol.build_body(self.dataset.sample(index))
-        attempt = Attempt(self.dataset.ids[index], pass_number, user.loadgrade_user_id)
+            body = self._bodies[index] = protocol.build_body(dataset.sample(index))
         self._in_flight += 1
         try:
-            self._send(user, body, attempt)
+            with user.client.request(
+                scenario.endpoint.method,
+                scenario.request_path,
+                data=body,
+                headers=self._headers,
+                name=REQUEST_NAME,
+                catch_response=True,
+            ) as response:
+                meta = response.request_meta
+                status = int(response.status_code or 0)
+                exception = meta["exception"]
+                try:
+                    content = response.content if status else None
+                except Exception as exc:  # the body could not be read: the connection broke mid-reply
+                    content, exception = None, exc
+                outcome = interpret_response(protocol, status_code=status, content=content, exception=exception)
+                self._sequence += 1
+                self._rows.append(
+                    worker_row(
+                        request_id=f"{self._worker}-{self._sequence}",
+                        sample_id=dataset.ids[index],
+                        worker_index=self._worker,
+                        user_id=user.loadgrade_user_id,
+                        t_sent=meta["start_time"],
+                        latency_ms=meta["response_time"],
+                        status_code=status,
+                        ok=outcome.ok,
+                        error_kind=outcome.error_kind,
+                        error=outcome.error,
+                        prediction=outcome.prediction,
+                        response_bytes=meta["response_length"] or 0,
+                        pass_number=pass_number,
+                    )
+                )
+                if outcome.ok:
+                    response.success()
+                else:
+                    response.failure(
+                        f"{outcome.error_kind} {status}" if outcome.error_kind == "http" else outcome.error_kind
+                    )
         finally:
             self._in_flight -= 1
-
-    def _send(self, user: Any, body: bytes, attempt: Attempt) -> None:
-        assert self.protocol is not None
-        assert self.scenario is not None
-        with user.client.request(
-            self.scenario.endpoint.method,
-            self.scenario.request_path,
-            data=body,
-            headers=self._headers,
-            name=REQUEST_NAME,
-            catch_response=True,
-            context={"loadgrade": attempt},
-        ) as response:
-            status = int(response.status_code or 0)
-            exception = response.request_meta["exception"]
-            try:
-                content = response.content if status else None
-            except Exception as exc:  # the body could not be read: the connection broke mid-reply
-                content, exception = None, exc
-            outcome = interpret_response(self.protocol, status_code=status, content=content, exception=exception)
-            attempt.outcome = outcome
-            if outcome.ok:
-                response.success()
-            else:
-                response.failure(
-                    f"{outcome.error_kind} {status}" if outcome.error_kind == "http" else outcome.error_kind
-                )
-
-    def on_request(
-        self,
-        context: dict[str, Any],
-        start_time: float,
-        response_time: float,
-        response_length: int,
-        exception: BaseException | None,
-        response: Any = None,
-        **_: Any,
-    ) -> None:
-        attempt = context.get("loadgrade") if context else None
-        if not isinstance(attempt, Attempt):
-            return
-        outcome = attempt.outcome
-        if outcome is None:  # the with-block never finished: report what Locust saw
-            outcome = Outcome(False, "connection", f"{type(exception).__name__}: {exception}")
-        self._sequence += 1
-        worker = self.worker_index
-        self._rows.append(
-            worker_row(
-                request_id=f"{worker}-{self._sequence}",
-                sample_id=attempt.sample_id,
-                worker_index=worker,
-                user_id=attempt.user_id,
-                t_sent=start_time,
-                latency_ms=response_time,
-                status_code=int(getattr(response, "status_code", 0) or 0),
-                ok=outcome.ok,
-                error_kind=outcome.error_kind,
-                error=outcome.error,
-                prediction=outcome.prediction,
-                response_bytes=int(response_length or 0),
-                pass_number=attempt.pass_number,
-            )
-        )
         if len(self._rows) >= SHIP_BATCH_ROWS:
             self.ship()
 
@@ -495,8 +467,6 @@ def _on_init(environment: Environment, **_: Any) -> None:
         runner.register_message(MSG_ROWS, controller.on_rows)
         runner.register_message(MSG_EXHAUSTED, controller.on_exhausted)
         runner.register_message(MSG_DRAINED, controller.on_drained)
-    if isinstance(runner, WorkerRunner | LocalRunner):
-        environment.events.request.add_listener(controller.on_request)
     if isinstance(runner, WorkerRunner):
         runner.register_message(MSG_PLAN, controller.on_plan)
         runner.register_message(MSG_DRAIN, controller.on_drain)

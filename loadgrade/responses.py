@@ -5,9 +5,10 @@ A wrong prediction is not an error here: only transport and format problems are 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
+
+import orjson
 
 from loadgrade.protocols import ExtractionError, ProtocolBase, dumps
 
@@ -68,8 +69,8 @@ def interpret_response(
         message = f"{type(exception).__name__}: {exception}" if exception is not None else "no response"
         return Outcome(False, kind, message.strip())
     try:
-        payload = json.loads(content) if content else None
-    except ValueError as exc:
+        payload = orjson.loads(content) if content else None
+    except orjson.JSONDecodeError as exc:
         return Outcome(False, "decode", f"response is not JSON ({exc}): {_snippet(content)}")
     if payload is None and not content:
         return Outcome(False, "decode", "response is not JSON: (empty body)")

@@ -6,10 +6,10 @@ are pure, so they can be tested without a server and called on the hot path with
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from loadgrade.dataset import Sample
@@ -20,8 +20,14 @@ class ExtractionError(ValueError):
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON text, as written to request bodies and to the ``prediction`` column."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text, as written to request bodies and to the ``prediction`` column.
+
+    orjson rather than the standard library: this runs once per request, where microseconds count.
+
+    >>> dumps({"a": [1, 2.5, "é"]})
+    '{"a":[1,2.5,"é"]}'
+    """
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def describe(payload: Any) -> str:

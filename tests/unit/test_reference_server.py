@@ -1,7 +1,6 @@
 """The reference server's models, datasets and tier decision, without sockets."""
 
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +44,8 @@ def test_decide_tier_counts_the_arriving_request() -> None:
         ref_models.decide_tier(0, degrade_above=None, shed_above=None)
 
 
-def test_training_is_fast_and_deterministic(model_set: ref_models.ModelSet) -> None:
-    start = time.perf_counter()
+def test_training_is_deterministic(model_set: ref_models.ModelSet) -> None:
     again = ref_models.train_models(seed=0)
-    assert time.perf_counter() - start < 3
     for name in ref_models.MODEL_NAMES:
         first, second = model_set[name], again[name]
         np.testing.assert_array_equal(first.X_test, second.X_test)
