@@ -4,6 +4,7 @@ Everything here is a pure function over pandas DataFrames (data first, options
 keyword-only), so a notebook can use the same pieces as ``python -m analysis``.
 """
 
+from analysis.compare import compare_conclusion, compare_runs, format_comparison, write_comparison
 from analysis.degradation import Knee, degradation_table, find_knee, load_order
 from analysis.errors import AnalysisInputError
 from analysis.html_report import CHART_CAPTIONS, render_html, write_html
@@ -21,6 +22,7 @@ from analysis.metrics import (
 from analysis.plots import (
     plot_accuracy,
     plot_class_recall,
+    plot_compare,
     plot_confusion,
     plot_errors,
     plot_latency,
@@ -56,9 +58,12 @@ __all__ = [
     "assign_levels",
     "check_rules",
     "classification_metrics",
+    "compare_conclusion",
+    "compare_runs",
     "degradation_table",
     "describe_knee",
     "find_knee",
+    "format_comparison",
     "format_levels",
     "holm_adjust",
     "infer_task",
@@ -75,6 +80,7 @@ __all__ = [
     "per_class_recall",
     "plot_accuracy",
     "plot_class_recall",
+    "plot_compare",
     "plot_confusion",
     "plot_errors",
     "plot_latency",
@@ -90,6 +96,7 @@ __all__ = [
     "two_proportion_test",
     "wilson_interval",
     "write_charts",
+    "write_comparison",
     "write_html",
     "write_outputs",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.compare import compare_conclusion, compare_runs, format_comparison, write_comparison
 from analysis.errors import AnalysisInputError
 from analysis.html_report import write_html
 from analysis.plots import write_charts
@@ -33,6 +34,7 @@ examples:
   python -m analysis report runs/digits-20261123T150000Z
   python -m analysis report runs/x --truth labels.parquet --out results/x --window-s 5
   python -m analysis check runs/x --rule 'accuracy_drop<=0.01' --rule 'p95_ms<=200'
+  python -m analysis compare runs/model-v1 runs/model-v2 --out results/v1-vs-v2
 
 exit status: 0 success (check: all rules pass), 1 a check rule failed, 2 unusable input.
 """
@@ -55,6 +57,18 @@ CHECK_EPILOG = (
 )
 
 
+COMPARE_DESCRIPTION = """\
+Compare run B with run A (e.g. model v2 against v1 under the same load), level by level.
+
+Levels are matched by offered users (the k-th visit of the same user count in A with the k-th in B).
+At each level: accuracy of A and of B, the difference B - A with a Newcombe interval, a McNemar test
+on the samples answered in both runs (when they cover at least half of the smaller side, else an
+unpaired two-proportion test), Holm-adjusted across levels; p95 latency and throughput of both.
+Writes compare.csv, compare.json and compare.png into RUN_B/analysis/compare-vs-<RUN_A name>/ or --out,
+prints the table and one concluding line.
+"""
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -65,13 +79,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="run directory with records.csv and run.json")
+def _add_run_options(parser: argparse.ArgumentParser, *, runs: int = 1) -> None:
+    if runs == 1:
+        parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="run directory with records.csv and run.json")
+    else:
+        parser.add_argument("run_a", metavar="RUN_A", type=Path, help="reference run directory (e.g. model v1)")
+        parser.add_argument("run_b", metavar="RUN_B", type=Path, help="run directory compared with it (e.g. model v2)")
     parser.add_argument(
         "--truth",
         metavar="FILE",
         type=Path,
-        help="labels keyed by sample id (.csv, .jsonl or .parquet); default: the scenario's dataset",
+        help="labels keyed by sample id (.csv, .jsonl or .parquet); default: the scenario's dataset"
+        + (" (used for both runs)" if runs > 1 else ""),
     )
     parser.add_argument(
         "--window-s",
@@ -89,9 +108,25 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--metric",
         choices=("accuracy", "effective_accuracy"),
         default="accuracy",
-        help="quality used for degradation and the knee: accuracy among successful responses (default), "
-        "or effective accuracy with errors counted as wrong",
+        help=("quality compared between the runs" if runs > 1 else "quality used for degradation and the knee")
+        + ": accuracy among successful responses (default), or effective accuracy with errors counted as wrong",
     )
+    if runs > 1:
+        parser.add_argument(
+            "--tolerance",
+            metavar="SHARE",
+            type=float,
+            default=0.0,
+            help="a significant difference must also exceed this share (0.01 = 1 point) to be flagged (default: 0)",
+        )
+        parser.add_argument(
+            "--alpha",
+            metavar="P",
+            type=float,
+            default=0.05,
+            help="family-wise error rate across levels (default: 0.05)",
+        )
+        return
     parser.add_argument(
         "--tolerance",
         metavar="SHARE",
@@ -138,6 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="a rule such as 'p95_ms<=200' (repeatable; replaces the scenario's slo.rules)",
     )
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs level by level (e.g. model v1 against v2): compare.csv, compare.json, compare.png",
+        description=COMPARE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(compare, runs=2)
+    compare.add_argument(
+        "--out", metavar="DIR", type=Path, help="output directory (default: RUN_B/analysis/compare-vs-<RUN_A name>/)"
+    )
+    compare.add_argument("--no-charts", action="store_true", help="skip compare.png")
     return parser
 
 
@@ -222,6 +268,23 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK if failed == 0 else EXIT_FAIL
 
 
+def _compare(args: argparse.Namespace) -> int:
+    options = {"truth": args.truth, "window_s": args.window_s, "task": args.task, "metric": args.metric}
+    a = analyse_run(args.run_a, **options)
+    b = analyse_run(args.run_b, **options)
+    table = compare_runs(a, b, metric=args.metric, alpha=args.alpha, tolerance=args.tolerance)
+    out_dir = args.out if args.out is not None else args.run_b / "analysis" / f"compare-vs-{args.run_a.resolve().name}"
+    written = write_comparison(
+        table, out_dir, run_a=str(args.run_a), run_b=str(args.run_b), alpha=args.alpha, chart=not args.no_charts
+    )
+    print(f"A: {args.run_a}\nB: {args.run_b}\n")
+    print(format_comparison(table))
+    print()
+    print(compare_conclusion(table))
+    print(f"wrote {', '.join(p.name for p in written.values())} to {out_dir}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -229,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_UNUSABLE
-    handlers = {"report": _report, "check": _check}
+    handlers = {"report": _report, "check": _check, "compare": _compare}
     try:
         return handlers[args.command](args)
     except AnalysisInputError as exc:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "plot_accuracy",
     "plot_class_recall",
+    "plot_compare",
     "plot_confusion",
     "plot_errors",
     "plot_latency",
@@ -236,6 +237,62 @@ def plot_confusion(
                     color="white" if share[r, c] > 0.5 else "black",
                 )
     fig.suptitle("Confusion matrices (rows: true class; colour: share of the row)")
+    return fig
+
+
+def plot_compare(table: pd.DataFrame, *, names: tuple[str, str] = ("A", "B"), title: str = "") -> Figure:
+    """Accuracy of two runs against offered users with 95 % Wilson bands, from :func:`analysis.compare_runs`.
+
+    Levels where B is significantly worse (better) than A after Holm correction are marked.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"users": [2.0, 8.0], "metric": "accuracy", "accuracy_a": [0.9, 0.9],
+    ...     "accuracy_a_low": [0.85, 0.85], "accuracy_a_high": [0.94, 0.94], "accuracy_b": [0.9, 0.7],
+    ...     "accuracy_b_low": [0.85, 0.64], "accuracy_b_high": [0.94, 0.75],
+    ...     "verdict": ["no significant difference", "B worse"]})
+    >>> plot_compare(table, names=("v1", "v2")).axes[0].get_legend_handles_labels()[1]
+    ['v1 (A)', '95% interval v1', 'v2 (B)', '95% interval v2', 'B significantly worse']
+    """
+    metric = str(table["metric"].iloc[0]) if "metric" in table.columns and len(table) else "accuracy"
+    missing = [c for c in ("users", "verdict", f"{metric}_a", f"{metric}_b") if c not in table.columns]
+    if missing:
+        raise AnalysisInputError(f"comparison table has no column {', '.join(repr(c) for c in missing)}")
+    ordered = table.sort_values("users", kind="stable")
+    x = ordered["users"].to_numpy(dtype=float)
+    fig = Figure(figsize=_SIZE, layout="constrained")
+    ax = fig.add_subplot()
+    for side, name, color in (("a", names[0], "tab:blue"), ("b", names[1], "tab:orange")):
+        column = f"{metric}_{side}"
+        ax.plot(
+            x, 100 * ordered[column].to_numpy(dtype=float), marker="o", color=color, label=f"{name} ({side.upper()})"
+        )
+        if f"{column}_low" in ordered.columns:
+            ax.fill_between(
+                x,
+                100 * ordered[f"{column}_low"].to_numpy(dtype=float),
+                100 * ordered[f"{column}_high"].to_numpy(dtype=float),
+                color=color,
+                alpha=0.2,
+                label=f"95% interval {name}",
+            )
+    for verdict, marker, color in (("B worse", "x", "tab:red"), ("B better", "^", "tab:green")):
+        flagged = (ordered["verdict"] == verdict).to_numpy()
+        if flagged.any():
+            ax.scatter(
+                x[flagged],
+                100 * ordered[f"{metric}_b"].to_numpy(dtype=float)[flagged],
+                marker=marker,
+                s=80,
+                color=color,
+                zorder=5,
+                label=f"B significantly {verdict.split()[1]}",
+            )
+    ax.set_xlabel("offered load (users)")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_title(title or f"{metric.replace('_', ' ').capitalize()} against load: {names[0]} (A) and {names[1]} (B)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small")
     return fig
 
 
