@@ -27,6 +27,10 @@ Analyse a loadgrade run: how accuracy, latency, throughput and errors change as 
 
 A run directory holds records.csv (one row per request) and run.json (the scenario and its stages).
 Labels come from the scenario's dataset unless --truth names another file.
+
+  report   levels.csv, summary.json, PNG charts and a self-contained report.html
+  check    pass/fail rules for CI
+  compare  two runs level by level (e.g. model v1 against v2): compare.csv, compare.json, compare.png
 """
 
 EPILOG = """\

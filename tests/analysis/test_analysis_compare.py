@@ -144,3 +144,13 @@ def test_compare_cli_missing_run_is_exit_2(make_run, tmp_path, capsys):
     run_a = make_run(GOOD[:2], name="v1")
     assert main(["compare", str(run_a), str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.startswith("error: run directory")
+
+
+def test_compare_help_names_outputs(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "RUN_A RUN_B" in text
+    for name in ("compare.csv", "compare.json", "compare.png", "McNemar", "Holm"):
+        assert name in text

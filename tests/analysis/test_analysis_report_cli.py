@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,8 @@ from conftest import Level
 
 from analysis import analyse_run
 from analysis.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
 
 SLO = {"latency_ms": 200.0, "tolerance": 0.01, "rules": ["accuracy_drop<=0.01", "p95_ms<=200"]}
 RAMP = (
@@ -91,11 +94,35 @@ def test_module_entry_point_and_help():
     assert result.returncode == 0
     assert "report" in result.stdout
     assert "exit status" in result.stdout
+    assert "report.html" in result.stdout
+    assert "python -m analysis compare runs/model-v1 runs/model-v2" in result.stdout
     result = subprocess.run(
         [sys.executable, "-m", "analysis", "report", "--help"], capture_output=True, text=True, check=False, timeout=60
     )
     assert "--window-s N" in result.stdout
     assert "--truth FILE" in result.stdout
+    assert "report.html" in result.stdout
+
+
+def test_cli_subprocess_report_writes_every_file(make_run, tmp_path):
+    run_dir = make_run(RAMP[:3], slo=SLO)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(run_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "report.html" in result.stdout
+    charts = ["accuracy", "latency", "throughput", "errors", "over_time", "class_recall", "confusion"]
+    expected = {"levels.csv", "summary.json", "report.html", *(f"{name}.png" for name in charts)}
+    assert {p.name for p in out.iterdir()} == expected
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == len(charts)
 
 
 def test_records_without_truth_are_reported(make_run, tmp_path):
