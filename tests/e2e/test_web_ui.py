@@ -1,0 +1,121 @@
+"""The web UI path: start, stop and start again from Locust's own HTTP API; each test gets its own run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.support.locust_run import ROOT, _environment, free_port, write_scenario
+
+DIGITS = ROOT / "scenarios" / "digits.yaml"
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def _post(url: str, form: dict[str, str]) -> dict[str, object]:
+    data = urllib.parse.urlencode(form).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _wait_for_state(ui: str, states: set[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        state = json.loads(_get(f"{ui}/stats/requests"))["state"]
+        if state in states:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"web UI state stayed {state!r}, expected one of {states}")
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_start_stop_start_gives_two_separate_runs(tmp_path: Path, reference_server: str, processes: int) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", DIGITS)
+    port = free_port()
+    ui = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(ROOT / "locustfiles" / "replay_manual.py"),
+        "--scenario",
+        str(scenario),
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(port),
+        "--run-dir",
+        str(tmp_path / "run"),
+    ]
+    if processes:
+        command += ["--processes", str(processes)]
+    locust = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _get(ui)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        if processes:
+            deadline = time.monotonic() + 30
+            while json.loads(_get(f"{ui}/stats/requests"))["worker_count"] < processes:
+                assert time.monotonic() < deadline, "workers did not connect"
+                time.sleep(0.2)
+        for _ in range(2):
+            started = _post(
+                f"{ui}/swarm",
+                {"user_count": "3", "spawn_rate": "3", "host": reference_server, "scenario": str(scenario)},
+            )
+            assert started["success"], started
+            _wait_for_state(ui, {"running"})
+            time.sleep(2)
+            _post(f"{ui}/stop", {})
+            _wait_for_state(ui, {"stopped"})
+            time.sleep(0.5)
+    finally:
+        os.killpg(locust.pid, signal.SIGTERM)
+        try:
+            locust.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(locust.pid, signal.SIGKILL)
+            locust.wait(5)
+
+    runs = [tmp_path / "run", tmp_path / "run-2"]
+    frames = []
+    for run_dir in runs:
+        info = json.loads((run_dir / "run.json").read_text())
+        records = pd.read_csv(run_dir / "records.csv", dtype={"request_id": str})
+        assert info["ended_at"] is not None
+        assert info["records_written"] == info["locust_requests"] == len(records) > 0
+        assert not records["request_id"].duplicated().any()
+        assert records["ok"].all()
+        frames.append((info, records))
+    (first_info, first), (second_info, second) = frames
+    assert first["t_sent"].max() <= first_info["t_end"] <= second_info["t_start"] <= second["t_sent"].min()
+    assert not (tmp_path / "run-3").exists()
