@@ -27,6 +27,7 @@ import gevent
 
 from loadgrade.dataset import Dataset, SampleFeeder
 from loadgrade.errors import ScenarioError
+from loadgrade.ledger import WorkerLedger
 from loadgrade.protocols import ProtocolBase
 from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
 from loadgrade.responses import interpret_response
@@ -41,6 +42,7 @@ MSG_ROWS = "loadgrade_rows"  # worker → master: a batch of records
 MSG_EXHAUSTED = "loadgrade_exhausted"  # worker → master: my share of every pass has been sent
 MSG_DRAIN = "loadgrade_drain"  # master → worker: stop your users and ship everything now
 MSG_DRAINED = "loadgrade_drained"  # worker → master: done, nothing more will come
+MSG_LEAVING = "loadgrade_leaving"  # worker → master: I am shutting down and have shipped everything
 
 SHIP_INTERVAL_S = 0.5  # rows reach the master at least this often ...
 SHIP_BATCH_ROWS = 2000  # ... or as soon as this many are buffered
@@ -88,9 +90,15 @@ class RunSession:
         self.writer = RecordWriter(run_dir / "records.csv", timeline)
         self.exhausted: set[str] = set()
         self.drained: set[str] = set()
-        self.workers: set[str] = set()
+        self.ledger = WorkerLedger(SHIP_INTERVAL_S)
+        self.stopping = False
         self._write_info(t_end=None, locust_requests=None, locust_failures=None)
         self._flusher = gevent.spawn(self._flush_forever)
+
+    @property
+    def workers(self) -> set[str]:
+        """Workers that took part in this run and are still in it."""
+        return self.ledger.active()
 
     def _flush_forever(self) -> None:
         while not self.writer.closed:
@@ -109,6 +117,7 @@ class RunSession:
                 locust_failures=locust_failures,
                 records_written=self.writer.rows_written,
                 stages=self.timeline.stages,
+                extra={"workers_left": self.ledger.departures()},
             ),
         )
 
@@ -140,6 +149,7 @@ class Controller:
         self._last_stage: int | None = None
         self._runs_started = 0
         self._sampler: gevent.Greenlet | None = None
+        self._watcher: gevent.Greenlet | None = None
         # worker / standalone side
         self.plan: tuple[int, int] | None = None  # (slot, slots)
         self.dataset: Dataset | None = None
@@ -214,10 +224,13 @@ class Controller:
         scenario = self.ensure_scenario()
         workers = self._live_workers() if self.is_master else ["local"]
         self.session = RunSession(self, scenario, self._next_run_dir(scenario), self.timeline, len(workers))
-        self.session.workers = set(workers)
+        for client_id in workers:
+            index = self.runner.get_worker_index(client_id) if self.is_master else 0
+            self.session.ledger.join(client_id, index)
         self._runs_started += 1
         self._sampler = gevent.spawn(self._sample_users)
         if self.is_master:
+            self._watcher = gevent.spawn(self._watch_workers, self.session)
             for slot, client_id in enumerate(workers):
                 self.runner.send_message(MSG_PLAN, {"slot": slot, "slots": len(workers)}, client_id=client_id)
         logger.info(f"loadgrade: run directory {self.session.run_dir}")
@@ -226,23 +239,53 @@ class Controller:
         clients = [c for c in self.runner.clients.all if c.state != STATE_MISSING]
         return [c.id for c in sorted(clients, key=lambda c: self.runner.get_worker_index(c.id))]
 
+    def _watch_workers(self, session: RunSession) -> None:
+        """Notice workers that vanished (killed, or lost on the network) and carry on without them."""
+        while not session.writer.closed:
+            gevent.sleep(1.0)
+            live = set(self._live_workers())
+            for client_id in session.workers - live:
+                session.ledger.mark_lost(client_id, t=time.time())
+                logger.warning(
+                    f"loadgrade: worker {client_id} left without shipping its last rows; the run goes on without it "
+                    "(run.json lists it under workers_left with an estimate of the requests it did not report)"
+                )
+            self._stop_if_exhausted(session)
+
+    def on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        if self.session is not None and "stats_total" in data:
+            self.session.ledger.stats_reported(client_id, int(data["stats_total"].get("num_requests", 0)))
+
+    def on_leaving(self, environment: Environment, msg: Any, **_: Any) -> None:
+        if self.session is not None:
+            self.session.ledger.mark_graceful(msg.node_id, t=time.time())
+            logger.info(f"loadgrade: worker {msg.node_id} shipped its last rows and left")
+            self._stop_if_exhausted(self.session)
+
     def _sample_users(self) -> None:
         while True:
             self.timeline.note_users(time.time(), int(self.runner.user_count))
             gevent.sleep(USERS_SAMPLE_INTERVAL_S)
 
     def on_rows(self, environment: Environment, msg: Any, **_: Any) -> None:
+        rows = msg.data["rows"]
         if self.session is None or self.session.writer.closed:
-            logger.error(f"loadgrade: {len(msg.data['rows'])} rows from {msg.node_id} arrived after the run ended")
+            logger.error(f"loadgrade: {len(rows)} rows from {msg.node_id} arrived after the run ended")
             return
-        self.session.writer.write_rows(msg.data["rows"])
+        self.session.writer.write_rows(rows)
+        self.session.ledger.rows_arrived(msg.node_id, len(rows), t=time.time())
 
     def on_exhausted(self, environment: Environment, msg: Any, **_: Any) -> None:
         session = self.session
         if session is None:
             return
         session.exhausted.add(msg.node_id)
-        if session.workers <= session.exhausted:
+        self._stop_if_exhausted(session)
+
+    def _stop_if_exhausted(self, session: RunSession) -> None:
+        """Stop once every worker still in the run has sent its share of every pass."""
+        if session.exhausted and session.workers <= session.exhausted and not session.stopping:
+            session.stopping = True
             logger.info("loadgrade: every pass over the dataset has been sent; stopping the test")
             gevent.spawn(self._stop_test)
 
@@ -262,7 +305,7 @@ class Controller:
         session = self.session
         if session is None:
             return
-        targets = {c.id for c in self.runner.clients.all if c.state != STATE_MISSING}
+        targets = set(self._live_workers()) & session.workers
         for client_id in targets:
             self.runner.send_message(MSG_DRAIN, None, client_id=client_id)
         stop_timeout = float(self.environment.stop_timeout or 0)
@@ -274,9 +317,10 @@ class Controller:
             logger.error(f"loadgrade: {len(missing)} worker(s) did not ship their last rows in time: {missing}")
 
     def end_run(self) -> None:
-        if self._sampler is not None:
-            self._sampler.kill(block=False)
-            self._sampler = None
+        for greenlet in (self._sampler, self._watcher):
+            if greenlet is not None:
+                greenlet.kill(block=False)
+        self._sampler = self._watcher = None
         if self.session is not None:
             self.session.finish(self.environment)
             print(f"loadgrade: run directory {self.session.run_dir}", file=sys.stderr)
@@ -330,6 +374,7 @@ class Controller:
             self._shipper = None
         self.ship()
         self.plan = None
+        self.feeder = None
 
     def configure_user(self, user: Any) -> None:
         """Give a new user its host, time-outs and TLS setting before FastHttpUser builds its client."""
@@ -433,6 +478,15 @@ class Controller:
         self.ship()
         self.runner.send_message(MSG_EXHAUSTED, None)
 
+    def leave(self, **_: Any) -> None:
+        """A worker shutting down (SIGTERM, Ctrl-C) stops its users and ships everything before it says goodbye."""
+        if self.feeder is None and not self._rows:
+            return
+        self.runner.stop()  # stops the users; our test_stop listener ships the last rows
+        self.ship()
+        self.runner._send_stats()
+        self.runner.send_message(MSG_LEAVING, None)
+
     def on_drain(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.runner.stop()  # stops the users; our test_stop listener ships the last rows
         self.ship()
@@ -467,9 +521,15 @@ def _on_init(environment: Environment, **_: Any) -> None:
         runner.register_message(MSG_ROWS, controller.on_rows)
         runner.register_message(MSG_EXHAUSTED, controller.on_exhausted)
         runner.register_message(MSG_DRAINED, controller.on_drained)
+    if isinstance(runner, MasterRunner):
+        runner.register_message(MSG_LEAVING, controller.on_leaving)
+        environment.events.worker_report.add_listener(controller.on_worker_report)
     if isinstance(runner, WorkerRunner):
         runner.register_message(MSG_PLAN, controller.on_plan)
         runner.register_message(MSG_DRAIN, controller.on_drain)
+        # Added after the runner's own quitting listener, and quitting fires in reverse order: our rows and
+        # stats reach the master before the worker's "quit" message does.
+        environment.events.quitting.add_listener(controller.leave)
 
 
 @events.test_start.add_listener
@@ -503,8 +563,11 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
     controller = controller_of(environment)
-    if controller.session is not None:  # a test that never fired test_stop (interrupted): keep what we have
-        controller.end_run()
+    if controller.session is not None and isinstance(environment.runner, MasterRunner | LocalRunner):
+        # shut down mid-test (SIGTERM, Ctrl-C): stop properly first, so workers ship their last rows
+        environment.runner.stop()
+        if controller.session is not None:
+            controller.end_run()
 
 
 class ScenarioShape(LoadTestShape):

@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -88,6 +90,8 @@ def run_locust(
     workers: int = 2,
     timeout: float = 120,
     extra: tuple[str, ...] = (),
+    during: Callable[[list[subprocess.Popen[str]]], None] | None = None,
+    workers_after_s: float = 0.0,
 ) -> LocustRun:
     """Run a headless test to its end and return its run directory; every process is stopped by its PID."""
     common = ["-f", str(LOCUSTFILE), "--exit-code-on-error", "0", "--loglevel", "INFO"]
@@ -149,18 +153,22 @@ def run_locust(
             start_new_session=True,
         )
         processes.append(main)
-        processes += [
-            subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=_environment(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                start_new_session=True,
-            )
-            for cmd in worker_cmds
-        ]
+        time.sleep(workers_after_s if worker_cmds else 0.0)
+        for i, cmd in enumerate(worker_cmds):  # worker logs beside the run directory, for post-mortems
+            with (run_dir.parent / f"{run_dir.name}-worker-{i}.log").open("w") as log:
+                processes.append(
+                    subprocess.Popen(
+                        cmd,
+                        cwd=ROOT,
+                        env=_environment(),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                        start_new_session=True,
+                    )
+                )
+        if during is not None:  # e.g. kill a worker mid-run (separately started workers only)
+            during(processes[1:])
         output, _ = main.communicate(timeout=timeout)
         for worker in processes[1:]:
             worker.wait(timeout=30)
