@@ -259,6 +259,12 @@ def test_the_scenario_path_is_the_mounted_configmap(variant: list[Manifest], tmp
     assert len(scenario.data()) > 0
 
 
+def test_the_example_scenario_replaces_the_base_one_and_keeps_its_dataset(example: list[Manifest]) -> None:
+    _, configmap, key = _mounted_scenario(example, master(example))
+    assert configmap["data"][key] == (DEPLOY / "overlays" / "example" / "scenario.yaml").read_text()
+    assert configmap["data"]["digits_test.csv"] == (DEPLOY / "base" / "digits_test.csv").read_text()
+
+
 def test_the_configmap_dataset_is_the_shipped_one() -> None:
     assert (DEPLOY / "base" / "digits_test.csv").read_bytes() == (ROOT / "scenarios/data/digits_test.csv").read_bytes()
 
