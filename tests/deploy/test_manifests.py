@@ -15,8 +15,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -360,6 +362,10 @@ def test_the_dockerignore_keeps_what_the_dockerfile_copies() -> None:
         assert source not in ignored, f"{source} is copied but .dockerignore excludes it"
 
 
+def _job_script_env(job: Manifest, bin_dir: Path) -> dict[str, str]:
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **{e["name"]: e["value"] for e in job["env"]}}
+
+
 def _fake(path: Path, body: str) -> None:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
@@ -379,9 +385,13 @@ def test_the_job_exits_with_the_gate_status(
     log = tmp_path / "calls.log"
     _fake(bin_dir / "locust", f'echo "locust $*" >> {log}\nexit {locust_status}\n')
     _fake(bin_dir / "python", f'echo "python $*" >> {log}\n[ "$3" = check ] && exit {check_status}\nexit 0\n')
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", **{e["name"]: e["value"] for e in job["env"]}}
     result = subprocess.run(
-        [*job["command"], *job["args"]], env=env, capture_output=True, text=True, check=False, timeout=30
+        [*job["command"], *job["args"]],
+        env=_job_script_env(job, bin_dir),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     assert result.returncode == expected, result.stderr
     calls = log.read_text().splitlines()
@@ -396,3 +406,40 @@ def test_the_job_exits_with_the_gate_status(
     else:
         assert calls[1:] == []
         assert f"locust exited with status {locust_status}" in result.stderr
+
+
+def test_the_job_passes_sigterm_on_to_locust_and_skips_the_gate(example: list[Manifest], tmp_path: Path) -> None:
+    """A deleted pod gets SIGTERM on PID 1, the shell: Locust must get it too, and be waited for."""
+    job = the_container(one(example, "Job"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    # a Locust stand-in that runs until SIGTERM, then takes a moment to shut down cleanly
+    _fake(
+        bin_dir / "locust",
+        f"trap 'sleep 0.5; echo \"locust stopped cleanly\" >> {log}; exit 0' TERM\n"
+        f'echo "locust started" >> {log}\n'
+        "while :; do sleep 0.1; done\n",
+    )
+    _fake(bin_dir / "python", f'echo "python $*" >> {log}\nexit 0\n')
+    script = subprocess.Popen(
+        [*job["command"], *job["args"]],
+        env=_job_script_env(job, bin_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not (log.exists() and "locust started" in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        script.send_signal(signal.SIGTERM)  # to the shell only, as Kubernetes does to PID 1
+        _, stderr = script.communicate(timeout=10)
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+            script.wait()
+    assert script.returncode == 143, stderr
+    assert log.read_text().splitlines() == ["locust started", "locust stopped cleanly"]
+    assert "terminated" in stderr
