@@ -23,6 +23,21 @@ Endpoints (JSON in and out)
 ``GET /stats``
     Request counters per tier, current and maximum in-flight requests, and the degradation settings.
 
+The other presets' protocols (wire formats in :mod:`servers.wire`), each going through the same degradation:
+
+``POST /v2/models/{model}[/versions/1]/infer``
+    Open Inference Protocol v2 (``open-inference-v2``): one input tensor of shape ``[n, n_features]`` answers an
+    output tensor ``predict`` of shape ``[n, 1]``. Also ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
+    ``/v2/models/{model}`` (metadata) and ``/v2/models/{model}/ready``.
+``POST /v1/models/{model}[/versions/1]:predict``
+    TF Serving (``tf-serving``): ``{"instances": [row, ...]}`` answers ``{"predictions": [p, ...]}``.
+``POST /predictions/{model}[/1.0]``
+    TorchServe (``torchserve``): the features as a JSON list (or ``{"data": [...]}``) answer the bare prediction.
+    Also ``GET /ping``.
+``POST /v1/chat/completions``, ``POST /v1/completions``
+    OpenAI-compatible (``openai-chat``, ``openai-completions``): ``"model"`` names the task and the prompt holds the
+    features as a JSON list; the answer is text such as ``"The digit is 7."`` with word counts as ``usage``.
+
 Class labels are plain ints, regression values floats. Every prediction response also names its tier in the
 ``X-Model-Tier`` header. Malformed JSON or a wrong shape answers 400 ``{"error": ...}``, an unknown model 404.
 
@@ -47,7 +62,6 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
-import json
 import os
 import queue
 import signal
@@ -57,7 +71,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
@@ -72,7 +86,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from servers import wire
 from servers.models import MODEL_NAMES, ModelSet, Task, decide_tier, train_models
+from servers.wire import BadRequest as _BadRequest
+from servers.wire import check_row as _check_row
 
 __all__ = ["ServerConfig", "create_app", "main", "running_server"]
 
@@ -131,31 +148,13 @@ class _Stats:
     max_in_flight: int = 0
 
 
-class _BadRequest(Exception):
-    """A request the client got wrong; its message is the 400 response's ``error``."""
-
-
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _check_row(row: object, n_features: int, where: str, task: Task) -> list[float]:
-    if not isinstance(row, list):
-        raise _BadRequest(f"{where} must be a list of {n_features} numbers; got {type(row).__name__}")
-    if len(row) != n_features:
-        raise _BadRequest(f"{where} has {len(row)} values; the {task.name} model expects {n_features}")
-    # type() rather than isinstance(): JSON true/false parse to bools, which are ints to isinstance
-    if not all(type(value) is float or type(value) is int for value in row):
-        raise _BadRequest(f"{where} must contain only numbers")
-    return row
-
-
 def _parse_rows(body: bytes, task: Task, *, key: str, batch: bool) -> np.ndarray:
     """The request's rows as a float64 array of shape (n_rows, n_features), or a _BadRequest saying what is wrong."""
-    try:
-        document = json.loads(body)
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
-        raise _BadRequest(f"request body is not valid JSON: {exc}") from None
+    document = wire.decode_json(body)
     if not isinstance(document, dict) or key not in document:
         raise _BadRequest(f'request body must be a JSON object with a "{key}" field')
     value = document[key]
@@ -167,13 +166,7 @@ def _parse_rows(body: bytes, task: Task, *, key: str, batch: bool) -> np.ndarray
         raise _BadRequest(f"{key} must be one flat list of {n} numbers: this endpoint takes one sample per request")
     else:
         rows = [_check_row(value, n, key, task)]
-    try:
-        X = np.array(rows, dtype=np.float64)
-    except OverflowError:
-        raise _BadRequest(f"{key} contains a number too large for a float") from None
-    if not np.isfinite(X).all():
-        raise _BadRequest(f"{key} must contain only finite numbers")
-    return X
+    return wire.rows_array(rows, key)
 
 
 class _Service:
@@ -216,6 +209,27 @@ class _Service:
         task = self.tasks.get(name)
         if task is None:
             return _error(404, f"unknown model {name!r}; known models are: {', '.join(MODEL_NAMES)}")
+        key = "input_data" if batch else "features"
+
+        def reply(answers: list[Any], served: str) -> Any:
+            return {"output_data": answers} if batch else {"prediction": answers[0], "tier": served}
+
+        return await self._serve(request, task, lambda body: _parse_rows(body, task, key=key, batch=batch), reply)
+
+    async def _serve(
+        self,
+        request: Request,
+        task: Task,
+        parse: Callable[[bytes], np.ndarray],
+        reply: Callable[[list[Any], str], Any],
+        error: Callable[[int, str, Mapping[str, str] | None], Response] = _error,
+    ) -> Response:
+        """Count the request in flight, pick its tier, parse, answer (after the service time) and reply.
+
+        Every protocol goes through here, so all of them degrade and shed alike; ``parse`` turns the body into
+        feature rows (or raises _BadRequest), ``reply`` the answers into the protocol's JSON, ``error`` a status and
+        message into the protocol's error response.
+        """
         stats = self.stats
         stats.requests += 1
         stats.in_flight += 1
@@ -227,12 +241,12 @@ class _Service:
             body = await request.body()
             if tier == "shed" and self.config.shed_mode == "503":
                 stats.rejected += 1
-                return _error(503, "overloaded", headers={"X-Model-Tier": "shed"})
+                return error(503, "overloaded", {"X-Model-Tier": "shed"})
             try:
-                X = _parse_rows(body, task, key="input_data" if batch else "features", batch=batch)
+                X = parse(body)
             except _BadRequest as exc:
                 stats.bad_requests += 1
-                return _error(400, str(exc))
+                return error(400, str(exc), None)
             served: str
             answers: list[Any]
             if tier == "shed":
@@ -249,10 +263,133 @@ class _Service:
                     stats.primary += 1
                 else:
                     stats.cheap += 1
-            content = {"output_data": answers} if batch else {"prediction": answers[0], "tier": served}
-            return JSONResponse(content, headers={"X-Model-Tier": served})
+            return JSONResponse(reply(answers, served), headers={"X-Model-Tier": served})
         finally:
             stats.in_flight -= 1
+
+    # ------------------------------------------------------------------------ the other protocols' routes
+
+    def _task(self, request: Request, versions: tuple[str, ...]) -> Task | str:
+        """The task named in the path (and its version, when given), or why there is none."""
+        name = request.path_params["model"]
+        task = self.tasks.get(name)
+        if task is None:
+            return f"unknown model {name!r}; known models are: {', '.join(MODEL_NAMES)}"
+        version = request.path_params.get("version")
+        if version is not None and version not in versions:
+            return f"model {name!r} has no version {version!r}; its versions are: {', '.join(versions)}"
+        return task
+
+    async def oip_live(self, request: Request) -> Response:
+        return JSONResponse({"live": True})
+
+    async def oip_ready(self, request: Request) -> Response:
+        return JSONResponse({"ready": True})
+
+    async def oip_server_metadata(self, request: Request) -> Response:
+        return JSONResponse({"name": "loadgrade-reference", "version": "1", "extensions": []})
+
+    async def oip_model_ready(self, request: Request) -> Response:
+        task = self._task(request, (wire.OIP_VERSION,))
+        if isinstance(task, str):
+            return _error(404, task)
+        return JSONResponse({"name": task.name, "ready": True})
+
+    async def oip_model_metadata(self, request: Request) -> Response:
+        task = self._task(request, (wire.OIP_VERSION,))
+        if isinstance(task, str):
+            return _error(404, task)
+        return JSONResponse(wire.oip_metadata(task))
+
+    async def oip_infer(self, request: Request) -> Response:
+        task = self._task(request, (wire.OIP_VERSION,))
+        if isinstance(task, str):
+            return _error(404, task)
+        version = request.path_params.get("version")
+        return await self._serve(
+            request,
+            task,
+            lambda body: wire.parse_oip(wire.decode_json(body), task),
+            lambda answers, served: wire.reply_oip(task, answers, version=version),
+        )
+
+    async def tf_status(self, request: Request) -> Response:
+        task = self._task(request, (wire.TF_VERSION,))
+        if isinstance(task, str):
+            return _error(404, task)
+        return JSONResponse(
+            {"model_version_status": [{"version": wire.TF_VERSION, "state": "AVAILABLE", "status": {}}]}
+        )
+
+    async def tf_predict(self, request: Request) -> Response:
+        task = self._task(request, (wire.TF_VERSION,))
+        if isinstance(task, str):
+            return _error(404, task)
+        return await self._serve(
+            request,
+            task,
+            lambda body: wire.parse_tf(wire.decode_json(body), task),
+            lambda answers, served: {"predictions": answers},
+        )
+
+    async def torchserve_ping(self, request: Request) -> Response:
+        return JSONResponse({"status": "Healthy"})
+
+    async def torchserve_predict(self, request: Request) -> Response:
+        task = self._task(request, (wire.TORCHSERVE_VERSION,))
+        if isinstance(task, str):
+            return _torchserve_error(404, task)
+        return await self._serve(
+            request,
+            task,
+            lambda body: wire.parse_torchserve(wire.decode_json(body), task),
+            lambda answers, served: answers[0],
+            _torchserve_error,
+        )
+
+    async def openai_models(self, request: Request) -> Response:
+        data = [{"id": name, "object": "model", "owned_by": "loadgrade-reference"} for name in MODEL_NAMES]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def openai_chat(self, request: Request) -> Response:
+        return await self._openai(request, wire.parse_chat, wire.reply_chat)
+
+    async def openai_completion(self, request: Request) -> Response:
+        return await self._openai(request, wire.parse_completion, wire.reply_completion)
+
+    async def _openai(
+        self,
+        request: Request,
+        parse: Callable[[Any, Task], np.ndarray],
+        reply: Callable[[Task, Any, dict[str, Any]], dict[str, Any]],
+    ) -> Response:
+        try:
+            document = wire.decode_json(await request.body())
+            name = wire.openai_model(document)
+        except _BadRequest as exc:
+            return _openai_error(400, str(exc), None)
+        task = self.tasks.get(name)
+        if task is None:
+            message = f"The model {name!r} does not exist; known models are: {', '.join(MODEL_NAMES)}"
+            return JSONResponse(wire.openai_error(message, code="model_not_found"), status_code=404)
+        return await self._serve(
+            request,
+            task,
+            lambda body: parse(document, task),
+            lambda answers, served: reply(task, answers[0], document),
+            _openai_error,
+        )
+
+
+def _torchserve_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    kind = {400: "BadRequestException", 404: "ModelNotFoundException", 503: "ServiceUnavailableException"}
+    body = {"code": status, "type": kind.get(status, "InternalServerException"), "message": message}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _openai_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return JSONResponse(wire.openai_error(message, kind=kind), status_code=status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -272,6 +409,28 @@ def create_app(config: ServerConfig, models: ModelSet | None = None) -> Starlett
             Route("/stats", service.stats_endpoint, methods=["GET"]),
             Route("/predict", service.predict_batch, methods=["POST"]),
             Route("/v1/models/{model}/predict", service.predict_one, methods=["POST"]),
+            # open-inference-v2 (KServe v2, MLServer, Triton)
+            Route("/v2", service.oip_server_metadata, methods=["GET"]),
+            Route("/v2/health/live", service.oip_live, methods=["GET"]),
+            Route("/v2/health/ready", service.oip_ready, methods=["GET"]),
+            Route("/v2/models/{model}", service.oip_model_metadata, methods=["GET"]),
+            Route("/v2/models/{model}/versions/{version}", service.oip_model_metadata, methods=["GET"]),
+            Route("/v2/models/{model}/ready", service.oip_model_ready, methods=["GET"]),
+            Route("/v2/models/{model}/infer", service.oip_infer, methods=["POST"]),
+            Route("/v2/models/{model}/versions/{version}/infer", service.oip_infer, methods=["POST"]),
+            # tf-serving
+            Route("/v1/models/{model}:predict", service.tf_predict, methods=["POST"]),
+            Route("/v1/models/{model}/versions/{version}:predict", service.tf_predict, methods=["POST"]),
+            Route("/v1/models/{model}/versions/{version}", service.tf_status, methods=["GET"]),
+            # torchserve
+            Route("/ping", service.torchserve_ping, methods=["GET"]),
+            Route("/predictions/{model}", service.torchserve_predict, methods=["POST"]),
+            Route("/predictions/{model}/{version}", service.torchserve_predict, methods=["POST"]),
+            # openai-chat, openai-completions
+            Route("/v1/models", service.openai_models, methods=["GET"]),
+            Route("/v1/chat/completions", service.openai_chat, methods=["POST"]),
+            Route("/v1/completions", service.openai_completion, methods=["POST"]),
+            Route("/v1/models/{model}", service.tf_status, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error},
     )
@@ -347,8 +506,15 @@ degradation model:
   Primary and cheap answers both wait --service-time-ms (asyncio.sleep), so with N users in a closed loop about N
   requests are in flight: --degrade-above 8 degrades once more than 8 users are busy at the same time.
 
-endpoints:
-  GET /health  POST /predict[?model=diabetes]  POST /v1/models/{digits,diabetes}/predict  GET /stats
+endpoints (MODEL is digits or diabetes):
+  GET /health  GET /stats
+  POST /predict[?model=diabetes]                          flask-predict
+  POST /v1/models/MODEL/predict                           generic
+  POST /v2/models/MODEL[/versions/1]/infer                open-inference-v2 (+ GET /v2/health/ready, /v2/models/MODEL)
+  POST /v1/models/MODEL[/versions/1]:predict              tf-serving
+  POST /predictions/MODEL[/1.0]                           torchserve (+ GET /ping)
+  POST /v1/chat/completions, /v1/completions              openai-chat, openai-completions ("model": MODEL; the
+                                                          prompt holds the features as a JSON list)
 
 Prints "LISTENING http://HOST:PORT" on stdout once it accepts connections; stops on SIGTERM or SIGINT."""
 

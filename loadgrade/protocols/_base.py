@@ -6,9 +6,13 @@ are pure, so they can be tested without a server and called on the hot path with
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
+from urllib.parse import quote
 
+import jmespath
+import jmespath.exceptions
 import orjson
 from pydantic import BaseModel, ConfigDict
 
@@ -40,15 +44,78 @@ def describe(payload: Any) -> str:
     return f"{type(payload).__name__} {dumps(payload)[:60]}"
 
 
+def server_error(payload: Any) -> str:
+    """``; the reply says: <message>`` when a JSON reply carries an error message, else empty.
+
+    Servers (TF Serving, the Open Inference Protocol, OpenAI-compatible ones) put it in ``error`` as text or as an
+    object with a ``message``; quoting it beats listing the reply's keys.
+
+    >>> server_error({"error": {"message": "model not loaded"}})
+    '; the reply says: model not loaded'
+    """
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message", error)
+    if error is None or error == "":
+        return ""
+    text = error if isinstance(error, str) else dumps(error)
+    return f"; the reply says: {text[:200]}"
+
+
+def path_segment(value: str, what: str) -> str:
+    """Check that a model name or version fits in one URL path segment; returns it unchanged."""
+    if not value or value != value.strip() or any(ch in value for ch in "/?#"):
+        raise ValueError(f"expected a {what} without '/', '?', '#' or surrounding spaces, got {value!r}")
+    return value
+
+
+def quoted(value: str) -> str:
+    """A path segment percent-encoded for the URL (a space becomes %20)."""
+    return quote(value, safe="")
+
+
+def compile_jmespath(value: str) -> Any:
+    """A compiled JMESPath expression, or a ValueError naming the expression."""
+    try:
+        return jmespath.compile(value)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ValueError(f"invalid JMESPath expression {value!r}: {exc}") from None
+
+
+def first_row(data: list[Any], shape: Any, index: int = 0) -> Any:
+    """Row ``index`` of a tensor given as flat (row-major) or nested data: a scalar when a row holds one value.
+
+    >>> first_row([7, 3], [2, 1]), first_row([0.1, 0.9, 0.8, 0.2], [2, 2], 1), first_row([[0.1, 0.9]], [1, 2])
+    (7, [0.8, 0.2], [0.1, 0.9])
+    """
+    if data and isinstance(data[0], list):  # nested: one list per row
+        row = data[index]
+        return row[0] if len(row) == 1 else row
+    width = 1
+    if isinstance(shape, list) and len(shape) > 1 and all(isinstance(d, int) and d >= 0 for d in shape):
+        width = math.prod(shape[1:])
+    if width <= 1:
+        return data[index]
+    return data[index * width : (index + 1) * width]
+
+
 class ProtocolBase(BaseModel):
     """Base of the protocol presets; subclasses set ``kind`` and implement the two methods."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default_path: ClassVar[str] = "/"
-    """Path used when the scenario's ``endpoint.path`` is not given."""
+    """Path used when the scenario's ``endpoint.path`` is not given (a pattern, for presets whose path has options)."""
 
     content_type: ClassVar[str] = "application/json"
+
+    def path(self) -> str:
+        """The request path when the scenario's ``endpoint.path`` is not given.
+
+        Presets whose path holds their options (a model name, a version) override this; it is called for every
+        request, so they compute the path once, when the preset is built.
+        """
+        return self.default_path
 
     def build_body(self, sample: Sample) -> bytes:
         """The request body for one sample."""

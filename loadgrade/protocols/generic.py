@@ -11,12 +11,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-import jmespath
-import jmespath.exceptions
 from pydantic import Field, PrivateAttr, field_validator
 
 from loadgrade.dataset import Sample
-from loadgrade.protocols._base import ExtractionError, ProtocolBase, describe, dumps
+from loadgrade.protocols._base import ExtractionError, ProtocolBase, compile_jmespath, describe, dumps
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 BUILTIN_FIELDS = ("input", "sample_id")
@@ -75,14 +73,11 @@ class GenericProtocol(ProtocolBase):
     @field_validator("prediction")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        try:
-            jmespath.compile(value)
-        except jmespath.exceptions.JMESPathError as exc:
-            raise ValueError(f"invalid JMESPath expression {value!r}: {exc}") from None
+        compile_jmespath(value)
         return value
 
     def model_post_init(self, context: Any, /) -> None:
-        self._expression = jmespath.compile(self.prediction)
+        self._expression = compile_jmespath(self.prediction)
 
     def check_fields(self, fields: Sequence[str]) -> None:
         unknown = sorted(placeholders(self.body) - set(fields) - set(BUILTIN_FIELDS))

@@ -182,7 +182,8 @@ def test_validate_cli_exits_2_with_one_clear_line(folder: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"{path}:9: protocol.kind: unknown protocol kind 'grpc'; expected one of: 'generic', 'flask-predict'"
+        f"{path}:9: protocol.kind: unknown protocol kind 'grpc'; expected one of: 'generic', 'flask-predict', "
+        "'open-inference-v2', 'tf-serving', 'torchserve', 'openai-chat', 'openai-completions', 'python'"
     ]
 
 
