@@ -18,12 +18,15 @@ from locust.runners import STATE_MISSING, LocalRunner, MasterRunner, WorkerRunne
 from locust.shape import LoadTestShape
 
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.queue
 
 from loadgrade.dataset import Dataset, SampleFeeder
 from loadgrade.errors import ScenarioError
@@ -33,7 +36,7 @@ from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
 from loadgrade.responses import interpret_response
 from loadgrade.runinfo import default_run_dir, run_info, write_run_info
 from loadgrade.scenario import Scenario, load_scenario
-from loadgrade.shapes import StagePlan, stage_at, stage_plan
+from loadgrade.shapes import ArrivalProcess, RateLoad, StageClock, StagePlan, stage_plan
 
 logger = logging.getLogger("loadgrade")
 
@@ -43,13 +46,16 @@ MSG_EXHAUSTED = "loadgrade_exhausted"  # worker → master: my share of every pa
 MSG_DRAIN = "loadgrade_drain"  # master → worker: stop your users and ship everything now
 MSG_DRAINED = "loadgrade_drained"  # worker → master: done, nothing more will come
 MSG_LEAVING = "loadgrade_leaving"  # worker → master: I am shutting down and have shipped everything
+MSG_RATE = "loadgrade_rate"  # master → worker: open model, your share of the arrival rate from now on
 
 SHIP_INTERVAL_S = 0.5  # rows reach the master at least this often ...
 SHIP_BATCH_ROWS = 2000  # ... or as soon as this many are buffered
 FLUSH_INTERVAL_S = 1.0  # the master flushes records.csv to disk at least this often
+RUN_INFO_EVERY_FLUSHES = 5  # ... and rewrites run.json (records so far) every few flushes
 USERS_SAMPLE_INTERVAL_S = 0.2
 DRAIN_TIMEOUT_S = 15.0
 REQUEST_NAME = "predict"
+RATE_SHORTFALL = 0.9  # warn when a stage achieved less than this share of its target arrival rate
 
 
 @events.init_command_line_parser.add_listener
@@ -101,9 +107,13 @@ class RunSession:
         return self.ledger.active()
 
     def _flush_forever(self) -> None:
+        ticks = 0
         while not self.writer.closed:
             gevent.sleep(FLUSH_INTERVAL_S)
             self.writer.flush()
+            ticks += 1
+            if ticks % RUN_INFO_EVERY_FLUSHES == 0:  # so a run cut short (master killed) still says how far it got
+                self._write_info(t_end=None, locust_requests=None, locust_failures=None)
 
     def _write_info(self, *, t_end: float | None, locust_requests: int | None, locust_failures: int | None) -> None:
         write_run_info(
@@ -147,6 +157,8 @@ class Controller:
         self.session: RunSession | None = None
         self.timeline = LoadTimeline()
         self._last_stage: int | None = None
+        self._stage_clock: StageClock | None = None
+        self._rate = 0.0  # open model: current target arrivals/s across all workers
         self._runs_started = 0
         self._sampler: gevent.Greenlet | None = None
         self._watcher: gevent.Greenlet | None = None
@@ -158,6 +170,9 @@ class Controller:
         self._bodies: list[bytes | None] = []
         self._headers: dict[str, str] = {}
         self._rows: list[list[Any]] = []
+        self._arrivals: gevent.queue.Queue[float] | None = None  # open model: due times waiting for a free user
+        self._scheduler: gevent.Greenlet | None = None
+        self._share_of_rate = 0.0
         self._sequence = 0
         self._worker = 0
         self._users_created = 0
@@ -205,11 +220,50 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------ master side
 
-    def note_stage(self, index: int, plan: StagePlan) -> None:
-        """Called by the load shape on every tick; records when each stage began on the master's clock."""
+    def current_stage(self) -> tuple[int, StagePlan] | None:
+        """The stage the load shape should hold now; every stage lasts its full duration (see StageClock)."""
+        if self._stage_clock is None:
+            self._stage_clock = StageClock(self.stage_plan())
+        index = self._stage_clock.stage(time.monotonic())
+        if index is None:
+            return None
+        plan = self._stage_clock.plan[index]
         if index != self._last_stage:
-            self.timeline.start_stage(time.time(), plan.users, plan.spawn_rate)
             self._last_stage = index
+            self.timeline.start_stage(time.time(), plan.users, plan.spawn_rate, plan.target_rps)
+            self._warn_if_rate_missed()
+            self._rate = plan.target_rps or 0.0
+            if self.session is not None:
+                self._send_rates(self.session)
+        return index, plan
+
+    def _send_rates(self, session: RunSession) -> None:
+        """Give each worker its share of the target arrival rate (open model)."""
+        workers = sorted(session.workers, key=lambda cid: session.ledger.accounts[cid].worker_index)
+        for client_id in workers:
+            if self.is_master:
+                self.runner.send_message(MSG_RATE, {"rate": self._rate / len(workers)}, client_id=client_id)
+            else:
+                self._share_of_rate = self._rate
+
+    def _warn_if_rate_missed(self) -> None:
+        """At the end of an open-model stage, say so when the offered rate was not achieved, and why it may be."""
+        session, stages = self.session, self.timeline.stages
+        if session is None or len(stages) < 2:
+            return
+        stage = stages[-2]
+        if not stage.target_rps or stage.t_end is None or stage.t_end <= stage.t_start:
+            return
+        achieved = session.writer.rows_per_stage[stage.index] / (stage.t_end - stage.t_start)
+        if achieved < RATE_SHORTFALL * stage.target_rps:
+            cpu = getattr(self.runner, "cpu_warning_emitted", False) or getattr(
+                self.runner, "worker_cpu_warning_emitted", False
+            )
+            logger.warning(
+                f"loadgrade: stage {stage.index} offered {stage.target_rps:g} arrivals/s but achieved {achieved:.1f}/s:"
+                f" {'the load generator ran out of CPU (Locust cpu_warning); add workers' if cpu else ''}"
+                f"{' and ' if cpu else ''}the cap of {stage.target_users} users may be too low (see t_scheduled lag)"
+            )
 
     def _next_run_dir(self, scenario: Scenario) -> Path:
         arg = getattr(self.environment.parsed_options, "run_dir", "") if self.environment.parsed_options else ""
@@ -233,6 +287,7 @@ class Controller:
             self._watcher = gevent.spawn(self._watch_workers, self.session)
             for slot, client_id in enumerate(workers):
                 self.runner.send_message(MSG_PLAN, {"slot": slot, "slots": len(workers)}, client_id=client_id)
+        self._send_rates(self.session)
         logger.info(f"loadgrade: run directory {self.session.run_dir}")
 
     def _live_workers(self) -> list[str]:
@@ -246,6 +301,8 @@ class Controller:
             live = set(self._live_workers())
             for client_id in session.workers - live:
                 session.ledger.mark_lost(client_id, t=time.time())
+                if self._rate:  # the survivors take over its share of the arrival rate
+                    self._send_rates(session)
                 logger.warning(
                     f"loadgrade: worker {client_id} left without shipping its last rows; the run goes on without it "
                     "(run.json lists it under workers_left with an estimate of the requests it did not report)"
@@ -271,6 +328,9 @@ class Controller:
         rows = msg.data["rows"]
         if self.session is None or self.session.writer.closed:
             logger.error(f"loadgrade: {len(rows)} rows from {msg.node_id} arrived after the run ended")
+            return
+        if msg.node_id not in self.session.ledger.accounts:  # e.g. a stray worker of an earlier master
+            logger.error(f"loadgrade: ignored {len(rows)} rows from {msg.node_id}, which is not a worker of this run")
             return
         self.session.writer.write_rows(rows)
         self.session.ledger.rows_arrived(msg.node_id, len(rows), t=time.time())
@@ -327,11 +387,31 @@ class Controller:
         self.session = None
         self.timeline = LoadTimeline()
         self._last_stage = None
+        self._stage_clock = None
 
     # ------------------------------------------------------------------------------------------ worker side
 
     def on_plan(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.plan = (int(msg.data["slot"]), int(msg.data["slots"]))
+
+    def on_rate(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._share_of_rate = float(msg.data["rate"])
+
+    def _schedule_arrivals(self, process: ArrivalProcess) -> None:
+        """Open model: put due times into the queue at this process's share of the rate, whatever the replies do."""
+        assert self._arrivals is not None
+        due = time.time()
+        while True:
+            rate = self._share_of_rate
+            if rate <= 0:
+                gevent.sleep(0.05)
+                due = time.time()
+                continue
+            due += process.gap(rate)
+            delay = due - time.time()
+            if delay > 0:
+                gevent.sleep(delay)
+            self._arrivals.put(due)
 
     def begin_replay(self) -> None:
         """Prepare this process's share of the dataset; on workers the scenario option arrives with the spawn."""
@@ -367,11 +447,21 @@ class Controller:
         self._worker = self._worker_index()
         self._exhausted_sent = False
         self._shipper = gevent.spawn(self._ship_forever)
+        load = scenario.load
+        if isinstance(load, RateLoad):
+            self._arrivals = gevent.queue.Queue()
+            seed = None if load.seed is None else load.seed * 1000 + slot
+            self._scheduler = gevent.spawn(self._schedule_arrivals, ArrivalProcess(load.arrival, seed=seed))
 
     def end_replay(self) -> None:
-        if self._shipper is not None:
-            self._shipper.kill(block=False)
-            self._shipper = None
+        for greenlet in (self._shipper, self._scheduler):
+            if greenlet is not None:
+                greenlet.kill(block=False)
+        self._shipper = self._scheduler = None
+        if self._arrivals is not None and self._arrivals.qsize():
+            logger.info(f"loadgrade: {self._arrivals.qsize()} arrivals were still waiting for a user at the end")
+        self._arrivals = None
+        self._share_of_rate = 0.0
         self.ship()
         self.plan = None
         self.feeder = None
@@ -393,6 +483,12 @@ class Controller:
         response time and the size, and right before the block reports the request: no switch to another greenlet
         can happen in between, so there is exactly one row for each request Locust counts.
         """
+        t_scheduled = None
+        if self._arrivals is not None:  # open model: wait for the next due arrival (or take a late one at once)
+            t_scheduled = self._arrivals.get()
+            wait = t_scheduled - time.time()
+            if wait > 0:
+                gevent.sleep(wait)
         item = self.feeder.next() if self.feeder is not None else None
         if item is None:
             self._report_exhausted()
@@ -440,6 +536,7 @@ class Controller:
                         prediction=outcome.prediction,
                         response_bytes=meta["response_length"] or 0,
                         pass_number=pass_number,
+                        t_scheduled=t_scheduled,
                     )
                 )
                 if outcome.ok:
@@ -487,6 +584,13 @@ class Controller:
         self.runner._send_stats()
         self.runner.send_message(MSG_LEAVING, None)
 
+    def on_sigterm(self) -> None:
+        """SIGTERM on a headless master while the shape runs (Locust installs its own handler only afterwards)."""
+        if self.session is None:
+            os._exit(128 + signal.SIGTERM)  # nothing recorded yet: die as SIGTERM would
+        logger.info("loadgrade: SIGTERM: stopping the test; the workers ship their last rows first")
+        gevent.spawn(self._stop_test)
+
     def on_drain(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.runner.stop()  # stops the users; our test_stop listener ships the last rows
         self.ship()
@@ -519,6 +623,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
                 print(f"loadgrade: invalid scenario\n{exc}", file=sys.stderr)
                 sys.exit(2)
         runner.register_message(MSG_ROWS, controller.on_rows)
+        if headless and environment.shape_class is not None:
+            # Locust blocks on the shape before it installs its SIGTERM handler: without ours, a SIGTERM during the
+            # test (a pod deleted, a CI job cancelled) would kill the master with the run left open
+            gevent.signal_handler(signal.SIGTERM, controller.on_sigterm)
         runner.register_message(MSG_EXHAUSTED, controller.on_exhausted)
         runner.register_message(MSG_DRAINED, controller.on_drained)
     if isinstance(runner, MasterRunner):
@@ -526,6 +634,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         environment.events.worker_report.add_listener(controller.on_worker_report)
     if isinstance(runner, WorkerRunner):
         runner.register_message(MSG_PLAN, controller.on_plan)
+        runner.register_message(MSG_RATE, controller.on_rate)
         runner.register_message(MSG_DRAIN, controller.on_drain)
         # Added after the runner's own quitting listener, and quitting fires in reverse order: our rows and
         # stats reach the master before the worker's "quit" message does.
@@ -577,12 +686,11 @@ class ScenarioShape(LoadTestShape):
         assert self.runner is not None
         controller = controller_of(self.runner.environment)
         try:
-            plan = controller.stage_plan()
+            current = controller.current_stage()
         except ScenarioError as exc:
             logger.error(f"loadgrade: invalid scenario\n{exc}")
             return None
-        index = stage_at(plan, self.get_run_time())
-        if index is None:
+        if current is None:
             return None
-        controller.note_stage(index, plan[index])
-        return plan[index].users, plan[index].spawn_rate
+        _, plan = current
+        return plan.users, plan.spawn_rate

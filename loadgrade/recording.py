@@ -7,8 +7,8 @@ standalone run the local process plays both parts. One writer means no lost and 
 
 from __future__ import annotations
 
-import bisect
 import csv
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,9 +29,11 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "prediction",  # the extracted prediction as JSON text, empty when not ok
     "response_bytes",  # size of the reply body
     "pass",  # 1-based pass over the dataset
+    "t_scheduled",  # open model (load kind "rate"): when the arrival was due; t_sent - t_scheduled is the lag
     "users_active",  # users running across all workers when the request was sent (stamped by the master)
     "stage",  # 0-based load stage when the load has stages, else empty (stamped by the master)
     "target_users",  # the stage's target user count (stamped by the master)
+    "target_rps",  # open model: the stage's target arrival rate across all workers (stamped by the master)
 )
 """Columns of ``records.csv``, in order. Documented in the README's record reference."""
 
@@ -54,28 +56,32 @@ def worker_row(
     prediction: str,
     response_bytes: int,
     pass_number: int,
+    t_scheduled: float | None = None,
 ) -> list[Any]:
-    """One request as shipped from a worker: plain values in :data:`WORKER_COLUMNS` order, floats pre-formatted.
+    """One request as shipped from a worker: plain values in :data:`WORKER_COLUMNS` order.
 
-    >>> worker_row(request_id="0-1", sample_id="a", worker_index=0, user_id=3, t_sent=1.5, latency_ms=2.25,
+    Times are rounded to the microsecond; the CSV writer prints the shortest text that reads back the same float.
+
+    >>> worker_row(request_id="0-1", sample_id="a", worker_index=0, user_id=3, t_sent=1.5000004, latency_ms=2.25,
     ...            status_code=200, ok=True, error_kind="", error="", prediction="7", response_bytes=10,
     ...            pass_number=1)
-    ['0-1', 'a', 0, 3, '1.500000', '2.250', 200, 'True', '', '', '7', 10, 1]
+    ['0-1', 'a', 0, 3, 1.5, 2.25, 200, True, '', '', '7', 10, 1, '']
     """
     return [
         request_id,
         sample_id,
         worker_index,
         user_id,
-        f"{t_sent:.6f}",
-        f"{latency_ms:.3f}",
+        round(t_sent, 6),
+        round(latency_ms, 3),
         status_code,
-        "True" if ok else "False",
+        ok,
         error_kind,
         error,
         prediction,
         response_bytes,
         pass_number,
+        "" if t_scheduled is None else round(t_scheduled, 6),
     ]
 
 
@@ -88,6 +94,7 @@ class Stage:
     spawn_rate: float
     t_start: float
     t_end: float | None = None
+    target_rps: float | None = None
 
 
 @dataclass
@@ -99,9 +106,10 @@ class LoadTimeline:
 
     >>> timeline = LoadTimeline()
     >>> timeline.note_users(10.0, 2); timeline.note_users(11.0, 4)
-    >>> timeline.start_stage(10.0, target_users=2, spawn_rate=1.0); timeline.start_stage(20.0, 4, 1.0)
-    >>> timeline.stamp(10.5), timeline.stamp(25.0), timeline.stamp(9.0)
-    ((2, 0, 2), (4, 1, 4), (2, 0, 2))
+    >>> timeline.start_stage(10.0, target_users=2, spawn_rate=1.0)
+    >>> timeline.start_stage(20.0, target_users=4, spawn_rate=1.0, target_rps=50.0)
+    >>> timeline.stamp_many([10.5, 25.0, 9.0])
+    [(2, 0, 2, ''), (4, 1, 4, 50.0), (2, 0, 2, '')]
     """
 
     _user_times: list[float] = field(default_factory=list)
@@ -114,23 +122,20 @@ class LoadTimeline:
             self._user_times.append(t)
             self._user_counts.append(users)
 
-    def start_stage(self, t: float, target_users: int, spawn_rate: float) -> None:
+    def start_stage(self, t: float, target_users: int, spawn_rate: float, target_rps: float | None = None) -> None:
         if self.stages:
             self.stages[-1].t_end = t
-        self.stages.append(Stage(len(self.stages), target_users, spawn_rate, t))
+        self.stages.append(Stage(len(self.stages), target_users, spawn_rate, t, target_rps=target_rps))
         self._stage_starts.append(t)
 
     def close(self, t: float) -> None:
         if self.stages and self.stages[-1].t_end is None:
             self.stages[-1].t_end = t
 
-    def stamp_many(self, t_sent: list[float]) -> list[tuple[int | str, int | str, int | str]]:
-        """:meth:`stamp` for a batch of rows at once (vectorised: the master stamps every row of a run).
+    def stamp_many(self, t_sent: list[float]) -> list[tuple[int | str, int | str, int | str, float | str]]:
+        """``(users_active, stage, target_users, target_rps)`` for each send time; empty strings where unknown.
 
-        >>> timeline = LoadTimeline()
-        >>> timeline.note_users(10.0, 2); timeline.note_users(11.0, 4); timeline.start_stage(10.0, 2, 1.0)
-        >>> timeline.stamp_many([9.0, 10.5, 11.5]) == [timeline.stamp(t) for t in (9.0, 10.5, 11.5)]
-        True
+        Vectorised: the master stamps every row of a run.
         """
         times = np.asarray(t_sent, dtype=np.float64)
         if self._user_counts:
@@ -139,21 +144,10 @@ class LoadTimeline:
         else:
             users = [""] * len(t_sent)
         if not self.stages:
-            return [(u, "", "") for u in users]
-        index = np.maximum(np.searchsorted(self._stage_starts, times, side="right") - 1, 0)
-        targets = np.asarray([stage.target_users for stage in self.stages])[index].tolist()
-        return list(zip(users, index.tolist(), targets, strict=True))
-
-    def stamp(self, t_sent: float) -> tuple[int | str, int | str, int | str]:
-        """``(users_active, stage, target_users)`` at ``t_sent``; empty strings where unknown."""
-        users: int | str = ""
-        if self._user_counts:
-            i = bisect.bisect_right(self._user_times, t_sent) - 1
-            users = self._user_counts[max(i, 0)]
-        if not self.stages:
-            return users, "", ""
-        stage = self.stages[max(bisect.bisect_right(self._stage_starts, t_sent) - 1, 0)]
-        return users, stage.index, stage.target_users
+            return [(u, "", "", "") for u in users]
+        index = np.maximum(np.searchsorted(self._stage_starts, times, side="right") - 1, 0).tolist()
+        targets = [(stage.target_users, "" if stage.target_rps is None else stage.target_rps) for stage in self.stages]
+        return [(u, i, *targets[i]) for u, i in zip(users, index, strict=True)]
 
 
 class RecordWriter:
@@ -163,6 +157,7 @@ class RecordWriter:
         self.path = path
         self.timeline = timeline
         self.rows_written = 0
+        self.rows_per_stage: Counter[int | str] = Counter()
         self._file: IO[str] = path.open("w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file, lineterminator="\n")
         self._csv.writerow(RECORD_COLUMNS)
@@ -173,6 +168,10 @@ class RecordWriter:
         stamps = self.timeline.stamp_many([row[t_sent] for row in rows])
         self._csv.writerows([*row, *stamp] for row, stamp in zip(rows, stamps, strict=True))
         self.rows_written += len(rows)
+        self._file.flush()  # whole batches reach the file: a killed master never leaves half a row
+        for stamp in stamps:
+            if stamp[1] != "":
+                self.rows_per_stage[stamp[1]] += 1
 
     def flush(self) -> None:
         if not self._file.closed:

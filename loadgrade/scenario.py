@@ -19,7 +19,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     PrivateAttr,
@@ -32,6 +31,7 @@ from pydantic import (
 from loadgrade.dataset import FORMAT_BY_SUFFIX, Dataset, DatasetFormat, Order, load_dataset
 from loadgrade.errors import Problem, ScenarioError
 from loadgrade.protocols import Protocol
+from loadgrade.shapes import Load
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|password", re.IGNORECASE)
@@ -104,31 +104,6 @@ class DatasetSpec(_Strict):
         return self
 
 
-class UsersLoad(_Strict):
-    """A constant number of users (closed model) until ``run_time_s`` or the last pass ends."""
-
-    kind: Literal["users"] = "users"
-    users: PositiveInt
-    spawn_rate: PositiveFloat | None = Field(None, description="Users started per second; default all at once")
-    run_time_s: PositiveFloat | None = Field(None, description="Stop after this long; default: until stopped")
-
-
-class Step(_Strict):
-    users: NonNegativeInt
-    duration_s: PositiveFloat
-    spawn_rate: PositiveFloat | None = None
-
-
-class StepsLoad(_Strict):
-    """A staircase of user counts, one stage per step; each stage is a load level for the analysis."""
-
-    kind: Literal["steps"]
-    steps: list[Step] = Field(min_length=1)
-
-
-Load = Annotated[UsersLoad | StepsLoad, Field(discriminator="kind")]
-
-
 class Slo(_Strict):
     """Service-level objectives: the latency SLO used for goodput, the accuracy tolerance, and check rules."""
 
@@ -173,8 +148,7 @@ class Scenario(_Strict):
 
     @property
     def request_path(self) -> str:
-        """``endpoint.path`` when given, else the path the protocol computes from its options."""
-        return self.endpoint.path or self.protocol.path()
+        return self.endpoint.path or self.protocol.default_path
 
     def data(self) -> Dataset:
         """The validated dataset, read once when the scenario was loaded."""
@@ -198,7 +172,7 @@ class Scenario(_Strict):
         Values read from the environment are shown as their ``${NAME}`` reference; literal values of headers whose
         name suggests a credential are replaced by ``<redacted>``.
         """
-        data = self.model_dump(mode="json", by_alias=True)
+        data = self.model_dump(mode="json")
         headers = {}
         for name, value in self.endpoint.headers.items():
             template = self._header_templates.get(name, value)
@@ -276,8 +250,7 @@ def _allowed_keys(loc: tuple[Any, ...], raw: Any) -> list[str]:
         kind = value.get("kind") if isinstance(value, dict) else None
         chosen = [m for m in candidates if "kind" in m.model_fields and m.model_fields["kind"].default == kind]
         models = chosen or candidates
-    # a field may be spelt differently in the file (its alias): list what the file must say
-    return sorted({f.alias or n for model in models for n, f in model.model_fields.items()}) if models else []
+    return sorted({name for model in models for name in model.model_fields}) if models else []
 
 
 def _describe(error: Any, raw: Any) -> tuple[tuple[Any, ...], str]:
@@ -383,17 +356,4 @@ def load_scenario(path: str | os.PathLike[str], *, check_dataset: bool = True) -
             scenario.protocol.check_fields([str(c) for c in dataset.frame.columns])
         except ValueError as exc:
             raise ScenarioError(path, "protocol", str(exc), line=_line(root, ("protocol",))) from None
-        # a request the preset cannot build (text into a numeric tensor, a user function that raises) is a
-        # scenario problem: find it now, on the first sample, rather than as an exception in every user's task
-        first = dataset.sample(0)
-        try:
-            scenario.protocol.build_body(first)
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            raise ScenarioError(
-                path,
-                "protocol",
-                f"cannot build the request for sample {first.sample_id!r}: {message}",
-                line=_line(root, ("protocol",)),
-            ) from None
     return scenario

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         "503",
     )
     print(f"demo: starting the reference server ({' '.join(server_args)})", flush=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     with running_server(*server_args) as url:
         print(f"demo: server at {url}; running {args.scenario} with {args.processes} worker processes", flush=True)
         started = time.monotonic()
@@ -67,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                 url,
                 "--processes",
                 str(args.processes),
+                # a free port, not Locust's default 5557 (which another Locust may hold); children need both
+                "--master-bind-port",
+                str(port),
+                "--master-port",
+                str(port),
                 "--run-dir",
                 str(run_dir),
                 "--csv",

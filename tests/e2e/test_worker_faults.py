@@ -26,18 +26,19 @@ def slow_server() -> Iterator[str]:
         yield url
 
 
-def signal_one_worker(run_dir: Path, sig: signal.Signals, after_s: float):
-    """Signal the second worker ``after_s`` seconds after the first rows reached the master (a busy machine may
-    take a while to connect everyone, and a worker killed before the test starts proves nothing)."""
+def signal_one_worker(run_dir: Path, sig: signal.Signals, after_s: float, *, which: int = 2):
+    """Signal a process (default: the second worker; 0 is the master) ``after_s`` seconds after the first rows
+    reached the master (a busy machine may take a while to connect everyone, and a worker killed before the test
+    starts proves nothing)."""
 
-    def act(workers: list[subprocess.Popen[str]]) -> None:
+    def act(processes: list[subprocess.Popen[str]]) -> None:
         records = run_dir / "records.csv"
         deadline = time.monotonic() + 60
         while not (records.exists() and records.stat().st_size > 2000):
             assert time.monotonic() < deadline, "the test never started"
             time.sleep(0.1)
         time.sleep(after_s)
-        os.kill(workers[1].pid, sig)
+        os.kill(processes[which].pid, sig)
 
     return act
 
@@ -62,7 +63,8 @@ def test_sigterm_worker_ships_everything_before_it_leaves(tmp_path: Path, slow_s
     (left,) = run.info["workers_left"]
     assert left["how"] == "graceful"
     assert left["unrecorded_estimate"] == 0
-    assert left["rows_received"] == left["locust_requests_reported"] == (records["worker_index"] == 1).sum() > 0
+    rows_of_leaver = (records["worker_index"] == left["worker_index"]).sum()
+    assert left["rows_received"] == left["locust_requests_reported"] == rows_of_leaver > 0
     for index in (0, 1):
         numbers = sequence_numbers(records, index)
         assert numbers == list(range(1, len(numbers) + 1))
@@ -138,3 +140,23 @@ def test_master_started_before_its_workers(tmp_path: Path, reference_server: str
         pd.read_csv(ROOT / "scenarios/data/digits_test.csv", dtype={"id": str})["id"]
     )
     assert json.loads((tmp_path / "run" / "run.json").read_text())["workers_left"] == []
+
+
+@pytest.mark.parametrize("mode", ["standalone", "processes"])
+def test_sigterm_master_mid_run_closes_the_run_properly(tmp_path: Path, slow_server: str, mode: str) -> None:
+    """A cancelled CI job or a deleted pod: the test stops, the workers' tails are drained, run.json is complete."""
+    scenario = write_scenario(
+        tmp_path / "s.yaml", DIGITS, load={"kind": "steps", "_replace": True, "steps": [{"users": 4, "duration_s": 60}]}
+    )
+    started = time.monotonic()
+    run = run_locust(
+        scenario,
+        tmp_path / "run",
+        mode=mode,  # type: ignore[arg-type]
+        host=slow_server,
+        during=signal_one_worker(tmp_path / "run", signal.SIGTERM, 1, which=0),
+    )
+    assert time.monotonic() - started < 40
+    records = assert_spine_invariants(run)
+    assert run.info["workers_left"] == []
+    assert len(records) > 0

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+_STALL: dict[str, float] = {}
+
 MIXED = ("/ok", "/status/500", "/nonjson", "/wrongshape", "/slow", "/reset")
 """What ``/mixed`` does for a sample whose first feature is i: ``MIXED[i % 6]``."""
 MIXED_ERROR_KIND = {
@@ -57,6 +59,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             self.close_connection = True
             return
+        if path == "/stall":  # fast, except that everything stalls for 1 s, 3 s after the first request
+            first = _STALL.setdefault("first", time.time())
+            now = time.time()
+            if first + 3 <= now < first + 4:
+                time.sleep(first + 4 - now)
+            path = "/ok"
         if path == "/status/500":
             self._reply(500, b'{"error": "internal"}')
         elif path == "/nonjson":
@@ -83,6 +91,7 @@ class _QuietServer(ThreadingHTTPServer):
 def fault_server() -> Iterator[str]:
     """Serve on a free port of 127.0.0.1 in a thread; yields the base URL."""
     server = _QuietServer(("127.0.0.1", 0), _Handler)
+    _STALL.clear()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

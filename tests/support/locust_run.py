@@ -114,7 +114,9 @@ def run_locust(
         master += ["--host", host]
     worker_cmds: list[list[str]] = []
     if mode == "processes":
-        master += ["--processes", str(workers)]
+        # a free port rather than 5557, so runs never collide; --processes children need both options
+        port = free_port()
+        master += ["--processes", str(workers), "--master-bind-port", str(port), "--master-port", str(port)]
     elif mode == "workers":
         port = free_port()
         master += [
@@ -167,8 +169,8 @@ def run_locust(
                         start_new_session=True,
                     )
                 )
-        if during is not None:  # e.g. kill a worker mid-run (separately started workers only)
-            during(processes[1:])
+        if during is not None:  # e.g. kill a worker mid-run: gets [master, *separately started workers]
+            during(processes)
         output, _ = main.communicate(timeout=timeout)
         for worker in processes[1:]:
             worker.wait(timeout=30)

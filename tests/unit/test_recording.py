@@ -61,6 +61,6 @@ def test_writer_round_trips_through_pandas(tmp_path: Path) -> None:
 
 def test_timeline_without_stages_leaves_stage_empty() -> None:
     timeline = LoadTimeline()
-    assert timeline.stamp(5.0) == ("", "", "")
+    assert timeline.stamp_many([5.0]) == [("", "", "", "")]
     timeline.note_users(1.0, 3)
-    assert timeline.stamp(5.0) == (3, "", "")
+    assert timeline.stamp_many([5.0]) == [(3, "", "", "")]
