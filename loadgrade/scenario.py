@@ -148,7 +148,8 @@ class Scenario(_Strict):
 
     @property
     def request_path(self) -> str:
-        return self.endpoint.path or self.protocol.default_path
+        """``endpoint.path`` when given, else the path the protocol computes from its options."""
+        return self.endpoint.path or self.protocol.path()
 
     def data(self) -> Dataset:
         """The validated dataset, read once when the scenario was loaded."""
@@ -172,7 +173,7 @@ class Scenario(_Strict):
         Values read from the environment are shown as their ``${NAME}`` reference; literal values of headers whose
         name suggests a credential are replaced by ``<redacted>``.
         """
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", by_alias=True)
         headers = {}
         for name, value in self.endpoint.headers.items():
             template = self._header_templates.get(name, value)
@@ -250,7 +251,8 @@ def _allowed_keys(loc: tuple[Any, ...], raw: Any) -> list[str]:
         kind = value.get("kind") if isinstance(value, dict) else None
         chosen = [m for m in candidates if "kind" in m.model_fields and m.model_fields["kind"].default == kind]
         models = chosen or candidates
-    return sorted({name for model in models for name in model.model_fields}) if models else []
+    # a field may be spelt differently in the file (its alias): list what the file must say
+    return sorted({f.alias or n for model in models for n, f in model.model_fields.items()}) if models else []
 
 
 def _describe(error: Any, raw: Any) -> tuple[tuple[Any, ...], str]:
@@ -356,4 +358,17 @@ def load_scenario(path: str | os.PathLike[str], *, check_dataset: bool = True) -
             scenario.protocol.check_fields([str(c) for c in dataset.frame.columns])
         except ValueError as exc:
             raise ScenarioError(path, "protocol", str(exc), line=_line(root, ("protocol",))) from None
+        # a request the preset cannot build (text into a numeric tensor, a user function that raises) is a
+        # scenario problem: find it now, on the first sample, rather than as an exception in every user's task
+        first = dataset.sample(0)
+        try:
+            scenario.protocol.build_body(first)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            raise ScenarioError(
+                path,
+                "protocol",
+                f"cannot build the request for sample {first.sample_id!r}: {message}",
+                line=_line(root, ("protocol",)),
+            ) from None
     return scenario
