@@ -9,7 +9,7 @@ from analysis.degradation import Knee, degradation_table, find_knee, load_order
 from analysis.errors import AnalysisInputError
 from analysis.html_report import CHART_CAPTIONS, render_html, write_html
 from analysis.io import RunData, load_run, read_records, read_run_info, read_truth
-from analysis.join import JoinSummary, infer_task, join_truth, normalise_text
+from analysis.join import JoinSummary, infer_task, join_truth, label_key, normalise_text, prediction_key
 from analysis.levels import assign_levels, inflight_concurrency
 from analysis.metrics import (
     classification_metrics,
@@ -69,6 +69,7 @@ __all__ = [
     "infer_task",
     "inflight_concurrency",
     "join_truth",
+    "label_key",
     "latency_percentiles",
     "level_table",
     "load_order",
@@ -86,6 +87,7 @@ __all__ = [
     "plot_latency",
     "plot_over_time",
     "plot_throughput",
+    "prediction_key",
     "read_records",
     "read_run_info",
     "read_truth",

@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis.errors import AnalysisInputError
 
-__all__ = ["TASKS", "JoinSummary", "infer_task", "join_truth", "normalise_text"]
+__all__ = ["TASKS", "JoinSummary", "infer_task", "join_truth", "label_key", "normalise_text", "prediction_key"]
 
 Task = Literal["classification", "regression", "text"]
 TASKS: tuple[str, ...] = ("classification", "regression", "text")
@@ -374,3 +374,48 @@ def join_truth(
             f"truth has e.g. {truth_examples}); check the truth file and its id column"
         )
     return joined, summary
+
+
+def label_key(label: Any, *, task: str) -> Any:
+    """One label in the form :func:`join_truth` compares: a class key, a float or text.
+
+    With :func:`prediction_key`, this scores one response at a time exactly as
+    :func:`join_truth` scores a whole run (the live figures during a test use it):
+    a successful response is correct when both keys are equal (classification,
+    text); regression has no right or wrong.
+
+    Examples
+    --------
+    >>> label_key(3.0, task="classification"), prediction_key('"3"', task="classification")
+    ('3', '3')
+    >>> label_key("The cat", task="text") == prediction_key('"the cat"', task="text")
+    False
+    """
+    _check_task(task)
+    if task == "classification":
+        return _ClassKeys()(label, side="label")
+    if task == "regression":
+        return _to_float(label, side="label")
+    return str(label)
+
+
+def prediction_key(prediction: str, *, task: str) -> Any:
+    """One successful response's prediction (JSON text, as recorded) in the form :func:`join_truth` compares.
+
+    Raises :class:`AnalysisInputError` when it cannot be compared (e.g. an object
+    for a class label), as :func:`join_truth` does.
+
+    Examples
+    --------
+    >>> prediction_key("[0.1, 0.7, 0.2]", task="classification")
+    '1'
+    >>> prediction_key("[2.5]", task="regression")
+    2.5
+    """
+    _check_task(task)
+    value = _decode(prediction)
+    if task == "classification":
+        return _ClassKeys()(value, side="prediction")
+    if task == "regression":
+        return _to_float(value, side="prediction")
+    return value if isinstance(value, str) else json.dumps(value)
