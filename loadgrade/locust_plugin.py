@@ -36,7 +36,16 @@ from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
 from loadgrade.responses import interpret_response
 from loadgrade.runinfo import default_run_dir, run_info, write_run_info
 from loadgrade.scenario import Scenario, load_scenario
-from loadgrade.shapes import ArrivalProcess, RateLoad, StageClock, StagePlan, stage_plan
+from loadgrade.shapes import (
+    ArrivalProcess,
+    CapacitySearch,
+    RateLoad,
+    SearchLoad,
+    StageClock,
+    StagePlan,
+    search_stage,
+    stage_plan,
+)
 
 logger = logging.getLogger("loadgrade")
 
@@ -98,6 +107,7 @@ class RunSession:
         self.drained: set[str] = set()
         self.ledger = WorkerLedger(SHIP_INTERVAL_S)
         self.stopping = False
+        self.extra: dict[str, Any] = {}  # more for run.json (e.g. a capacity search's outcome)
         self._write_info(t_end=None, locust_requests=None, locust_failures=None)
         self._flusher = gevent.spawn(self._flush_forever)
 
@@ -127,7 +137,7 @@ class RunSession:
                 locust_failures=locust_failures,
                 records_written=self.writer.rows_written,
                 stages=self.timeline.stages,
-                extra={"workers_left": self.ledger.departures()},
+                extra={"workers_left": self.ledger.departures(), **self.extra},
             ),
         )
 
@@ -158,6 +168,8 @@ class Controller:
         self.timeline = LoadTimeline()
         self._last_stage: int | None = None
         self._stage_clock: StageClock | None = None
+        self._search: CapacitySearch | None = None
+        self._search_began = self._level_began = 0.0
         self._rate = 0.0  # open model: current target arrivals/s across all workers
         self._runs_started = 0
         self._sampler: gevent.Greenlet | None = None
@@ -222,12 +234,19 @@ class Controller:
 
     def current_stage(self) -> tuple[int, StagePlan] | None:
         """The stage the load shape should hold now; every stage lasts its full duration (see StageClock)."""
+        load = self.ensure_scenario().load
+        if isinstance(load, SearchLoad):
+            return self._search_stage(load)
         if self._stage_clock is None:
             self._stage_clock = StageClock(self.stage_plan())
         index = self._stage_clock.stage(time.monotonic())
         if index is None:
             return None
         plan = self._stage_clock.plan[index]
+        self._enter_stage(index, plan)
+        return index, plan
+
+    def _enter_stage(self, index: int, plan: StagePlan) -> None:
         if index != self._last_stage:
             self._last_stage = index
             self.timeline.start_stage(time.time(), plan.users, plan.spawn_rate, plan.target_rps)
@@ -235,7 +254,72 @@ class Controller:
             self._rate = plan.target_rps or 0.0
             if self.session is not None:
                 self._send_rates(self.session)
-        return index, plan
+
+    def _search_stage(self, load: SearchLoad) -> tuple[int, StagePlan] | None:
+        """Capacity search: hold each level ``stage_s``, judge it on the records so far, then pick the next."""
+        now = time.monotonic()
+        if self._search is None:
+            self._search, self._search_began, self._level_began = CapacitySearch(load), now, now
+            self._enter_stage(0, search_stage(load, load.start))
+        search = self._search
+        index = self._last_stage or 0
+        if now - self._level_began >= load.stage_s:
+            passed, reasons = self._judge_level(index)
+            value = search.current
+            logger.info(
+                f"loadgrade: search: {load.variable} {value:g}: "
+                + ("meets every SLO" if passed else "breaks: " + "; ".join(reasons))
+            )
+            following = search.next(passed)
+            outcome = search.result()
+            if self.session is not None:
+                self.session.extra["capacity"] = outcome
+            if following is None or now - self._search_began > load.max_duration_s:
+                best = outcome["highest_passing"]
+                print(
+                    f"loadgrade: capacity: the highest {load.variable} meeting every SLO is "
+                    + (f"{best:g}" if isinstance(best, float) else "none (the first level already broke one)")
+                    + (f"; {outcome['lowest_failing']:g} breaks" if outcome["lowest_failing"] is not None else ""),
+                    file=sys.stderr,
+                )
+                return None
+            index += 1
+            self._level_began = now
+            self._enter_stage(index, search_stage(load, following))
+        return index, search_stage(load, search.current)
+
+    def _judge_level(self, index: int) -> tuple[bool, list[str]]:
+        """The analysis package's verdict on one level so far: degraded against the first level, or a rule broken.
+
+        The very same code as ``python -m analysis check``, run on the records written so far.
+        """
+        from analysis import AnalysisInputError, analyse_run, check_rules  # heavy; only a search needs it
+
+        session, scenario = self.session, self.ensure_scenario()
+        if session is None:
+            return False, ["the run has not started"]
+        session.writer.flush()
+        self.timeline.close(time.time())
+        session._write_info(t_end=None, locust_requests=None, locust_failures=None)
+        try:
+            analysis = analyse_run(session.run_dir, progress=False)
+        except AnalysisInputError as exc:
+            return False, [f"cannot be judged: {exc}"]
+        finally:
+            if self.timeline.stages:
+                self.timeline.stages[-1].t_end = None
+        levels = analysis.levels
+        row = levels[levels["level"] == index]
+        if row.empty:
+            return False, ["no answers at this level"]
+        reasons = []
+        if bool(row["degraded"].iloc[0]):
+            reasons.append("quality significantly below the first level by more than the tolerance")
+        rules = scenario.slo.rules if scenario.slo is not None else []
+        if rules:
+            checked = check_rules(levels[levels["level"].isin([0, index])], rules)
+            reasons += [f"{r.rule} (measured {r.measured:.4g})" for r in checked.itertuples() if not r.passed]
+        return not reasons, reasons
 
     def _send_rates(self, session: RunSession) -> None:
         """Give each worker its share of the target arrival rate (open model)."""
@@ -388,6 +472,7 @@ class Controller:
         self.timeline = LoadTimeline()
         self._last_stage = None
         self._stage_clock = None
+        self._search = None
 
     # ------------------------------------------------------------------------------------------ worker side
 
@@ -448,7 +533,7 @@ class Controller:
         self._exhausted_sent = False
         self._shipper = gevent.spawn(self._ship_forever)
         load = scenario.load
-        if isinstance(load, RateLoad):
+        if isinstance(load, RateLoad) or (isinstance(load, SearchLoad) and load.variable == "rate"):
             self._arrivals = gevent.queue.Queue()
             seed = None if load.seed is None else load.seed * 1000 + slot
             self._scheduler = gevent.spawn(self._schedule_arrivals, ArrivalProcess(load.arrival, seed=seed))

@@ -136,6 +136,15 @@ class Scenario(_Strict):
     slo: Slo | None = None
     output: Output = Output()
 
+    @model_validator(mode="after")
+    def _search_needs_slos(self) -> Scenario:
+        if self.load.kind == "search" and (self.slo is None or not (self.slo.rules or self.slo.tolerance)):
+            raise ValueError(
+                "load kind 'search' needs an 'slo' section (a tolerance and/or rules such as 'p95_ms<=200') "
+                "to know when quality breaks"
+            )
+        return self
+
     _source: Path | None = PrivateAttr(default=None)
     _header_templates: dict[str, str] = PrivateAttr(default_factory=dict)
     _base_url_template: str = PrivateAttr(default="")

@@ -102,8 +102,36 @@ class RateLoad(_Strict):
         return self
 
 
+class SearchLoad(_Strict):
+    """Capacity search: raise the load level by level until an SLO breaks, then bisect; report the highest level
+    that meets every SLO of the scenario's ``slo:`` section (quality compared with the first level, and rules)."""
+
+    kind: Literal["search"]
+    variable: Literal["users", "rate"] = "users"
+    start: PositiveFloat = Field(description="First (baseline) level: users, or arrivals/s")
+    step: PositiveFloat | None = Field(None, description="Raise by this much each level ...")
+    factor: float | None = Field(None, gt=1, description="... or multiply by this")
+    max: PositiveFloat = Field(description="Never go above this level")
+    stage_s: PositiveFloat = Field(15.0, description="How long each level is held before it is judged")
+    bisect_steps: NonNegativeInt = 3
+    max_users: PositiveInt | None = Field(None, description="Concurrency cap when the variable is the rate")
+    arrival: Literal["poisson", "uniform"] = "poisson"
+    seed: int | None = None
+    max_duration_s: PositiveFloat = Field(900.0, description="The search stops after this long, whatever it found")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchLoad:
+        if (self.step is None) == (self.factor is None):
+            raise ValueError("expected exactly one of 'step' (add) and 'factor' (multiply)")
+        if self.variable == "rate" and self.max_users is None:
+            raise ValueError("a search over the rate needs 'max_users', the concurrency cap")
+        if self.start > self.max:
+            raise ValueError(f"'start' ({self.start:g}) is above 'max' ({self.max:g})")
+        return self
+
+
 Load = Annotated[
-    UsersLoad | StepsLoad | RampLoad | SpikeLoad | SoakLoad | RateLoad,
+    UsersLoad | StepsLoad | RampLoad | SpikeLoad | SoakLoad | RateLoad | SearchLoad,
     Field(discriminator="kind"),
 ]
 """Any load shape, chosen by ``load.kind`` (default ``users``)."""
@@ -125,7 +153,9 @@ def _fast(users: int, previous: int) -> float:
     return float(max(abs(users - previous), 1))
 
 
-def stage_plan(load: UsersLoad | StepsLoad | RampLoad | SpikeLoad | SoakLoad | RateLoad) -> list[StagePlan]:
+def stage_plan(
+    load: UsersLoad | StepsLoad | RampLoad | SpikeLoad | SoakLoad | RateLoad | SearchLoad,
+) -> list[StagePlan]:
     """The stages of a load section. A missing spawn rate means "all at once" (the change within a second).
 
     >>> stage_plan(UsersLoad(users=3, run_time_s=10))
@@ -165,6 +195,8 @@ def stage_plan(load: UsersLoad | StepsLoad | RampLoad | SpikeLoad | SoakLoad | R
         n = max(math.ceil(load.duration_s / load.window_s), 1)
         rate = float(load.spawn_rate or load.users)
         return [StagePlan(load.users, rate, min(load.window_s, load.duration_s - i * load.window_s)) for i in range(n)]
+    if isinstance(load, SearchLoad):  # only the first level is known in advance: see CapacitySearch
+        return [search_stage(load, load.start)]
     steps = load.steps or [RateStep(rate=load.rate or 0.0, duration_s=load.duration_s or 0.0)]
     return [StagePlan(load.max_users, float(load.max_users), s.duration_s, target_rps=s.rate) for s in steps]
 
@@ -242,3 +274,72 @@ class ArrivalProcess:
         if self.kind == "uniform":
             return 1.0 / rate
         return self._random.expovariate(rate)
+
+
+def search_stage(load: SearchLoad, value: float) -> StagePlan:
+    """The stage that holds one level of a capacity search."""
+    if load.variable == "users":
+        users = max(round(value), 1)
+        return StagePlan(users, float(users), load.stage_s)
+    cap = load.max_users or 1
+    return StagePlan(cap, float(cap), load.stage_s, target_rps=value)
+
+
+class CapacitySearch:
+    """Which level to try next: raise while every SLO holds, then bisect between the last good and first bad.
+
+    Users are whole numbers, so a users search stops bisecting when the two are adjacent.
+
+    >>> search = CapacitySearch(SearchLoad(kind="search", start=2, step=2, max=20))
+    >>> search.next(True), search.next(True), search.next(True), search.next(False), search.next(False)
+    (4.0, 6.0, 8.0, 7.0, None)
+    >>> search.highest_passing
+    6.0
+    """
+
+    def __init__(self, load: SearchLoad) -> None:
+        self.load = load
+        self.current = float(load.start)
+        self.tried: list[tuple[float, bool]] = []
+        self.highest_passing: float | None = None
+        self._lowest_failing: float | None = None
+        self._bisections = 0
+
+    def _raise(self, value: float) -> float:
+        return value + self.load.step if self.load.step is not None else value * (self.load.factor or 2.0)
+
+    def _midpoint(self, low: float, high: float) -> float | None:
+        if self.load.variable == "users":
+            mid = float((int(low) + int(high)) // 2)
+            return mid if low < mid < high else None
+        return (low + high) / 2
+
+    def next(self, passed: bool) -> float | None:
+        """Record the verdict on the current level; the next level to try, or None when the search is over."""
+        self.tried.append((self.current, passed))
+        if passed:
+            self.highest_passing = max(self.highest_passing or self.current, self.current)
+        else:
+            self._lowest_failing = min(self._lowest_failing or self.current, self.current)
+        if self._lowest_failing is None:  # still raising
+            if self.current >= self.load.max:
+                return None
+            self.current = min(self._raise(self.current), float(self.load.max))
+            return self.current
+        if self.highest_passing is None or self._bisections >= self.load.bisect_steps:
+            return None
+        mid = self._midpoint(self.highest_passing, self._lowest_failing)
+        if mid is None:
+            return None
+        self._bisections += 1
+        self.current = mid
+        return mid
+
+    def result(self) -> dict[str, object]:
+        """The outcome for ``run.json``: the highest level meeting every SLO, and every level tried."""
+        return {
+            "variable": self.load.variable,
+            "highest_passing": self.highest_passing,
+            "lowest_failing": self._lowest_failing,
+            "levels": [{"value": value, "passed": passed} for value, passed in self.tried],
+        }
