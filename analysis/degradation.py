@@ -78,11 +78,12 @@ def _first_answers(
     predictions: npt.NDArray[Any],
     mask: npt.NDArray[np.bool_],
 ) -> _Answers:
-    # Rows are in send order, so np.unique's first index is each sample's first answer.
+    # Rows are in send order, so the first occurrence of a code is that sample's first answer. Hashing finds
+    # it in linear time; only the few thousand distinct samples are then sorted (np.unique would sort every row).
     chosen = np.flatnonzero(mask)
-    unique, first = np.unique(codes[chosen], return_index=True)
-    rows = chosen[first]
-    return _Answers(unique, correct[rows], predictions[rows])
+    rows = chosen[~pd.Index(codes[chosen]).duplicated(keep="first")]
+    rows = rows[np.argsort(codes[rows], kind="stable")]
+    return _Answers(codes[rows], correct[rows], predictions[rows])
 
 
 def _same_prediction(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
@@ -153,13 +154,14 @@ def degradation_table(
         raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
     ordered = load_order(levels)
     total_column = "n_scored" if metric == "accuracy" else "n_truth"
-    in_time = joined.sort_values("t_sent", kind="stable")
-    codes = pd.factorize(in_time["sample_id"])[0].astype(np.int64)
-    correct = in_time["correct"].fillna(False).to_numpy(dtype=bool)
-    predictions = in_time["y_pred"].to_numpy()
-    has_truth = in_time["has_truth"].to_numpy(dtype=bool)
-    ok = in_time["ok"].to_numpy(dtype=bool)
-    level_of = in_time["level"].to_numpy(dtype=float)
+    # the columns in send order, as arrays: sorting the frame itself would copy every column of every record
+    in_time = np.argsort(joined["t_sent"].to_numpy(dtype=float), kind="stable")
+    codes = pd.factorize(joined["sample_id"])[0].astype(np.int64)[in_time]
+    correct = joined["correct"].fillna(False).to_numpy(dtype=bool)[in_time]
+    predictions = joined["y_pred"].to_numpy()[in_time]
+    has_truth = joined["has_truth"].to_numpy(dtype=bool)[in_time]
+    ok = joined["ok"].to_numpy(dtype=bool)[in_time]
+    level_of = joined["level"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)[in_time]
 
     def answers(value: int, *, successful_only: bool) -> _Answers:
         mask = (level_of == value) & has_truth

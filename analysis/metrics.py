@@ -21,6 +21,7 @@ from sklearn.metrics import (
     recall_score,
     root_mean_squared_error,
 )
+from tqdm.auto import tqdm
 
 from analysis.errors import AnalysisInputError
 from analysis.join import TASKS, normalise_text
@@ -30,6 +31,7 @@ from analysis.stats import wilson_interval
 __all__ = [
     "ERROR_KINDS",
     "LATENCY_PERCENTILES",
+    "LabelPairs",
     "classification_metrics",
     "latency_percentiles",
     "level_table",
@@ -59,23 +61,41 @@ def sorted_classes(values: Any) -> list[str]:
     >>> sorted_classes(["dog", "cat"])
     ['cat', 'dog']
     """
-    unique = sorted({str(v) for v in values if v is not None and v == v})
+    # distinct values first: a run has millions of rows but only a handful of classes
+    array = (
+        values.to_numpy(dtype=object) if isinstance(values, pd.Series | pd.Index) else np.asarray(values, dtype=object)
+    )
+    unique = sorted({str(v) for v in pd.unique(array.ravel()) if v is not None and v == v})
     try:
         return sorted(unique, key=float)
     except ValueError:
         return unique
 
 
-def classification_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
+def classification_metrics(
+    y_true: npt.ArrayLike, y_pred: npt.ArrayLike, *, sample_weight: npt.ArrayLike | None = None
+) -> dict[str, float]:
     """Accuracy, balanced accuracy and macro/weighted precision, recall and F1 (scikit-learn).
 
     Classes never predicted get precision 0 (scikit-learn's ``zero_division=0``).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like
+        Class labels, one pair per response.
+    sample_weight : array-like or None
+        How many responses each pair stands for. Every metric here depends
+        only on the confusion matrix, so the distinct (true, predicted) pairs
+        with their counts give the same figures as the rows themselves, and
+        scikit-learn then sorts a hundred pairs instead of millions of rows.
 
     Examples
     --------
     >>> m = classification_metrics(["a", "a", "b", "b"], ["a", "b", "b", "b"])
     >>> m["accuracy"], m["balanced_accuracy"], round(m["f1_macro"], 4)
     (0.75, 0.75, 0.7333)
+    >>> classification_metrics(["a", "a", "b"], ["a", "b", "b"], sample_weight=[1, 1, 2]) == m
+    True
     """
     keys = [
         "accuracy",
@@ -86,15 +106,18 @@ def classification_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict
     yp = np.asarray(y_pred, dtype=object)
     if len(yt) == 0:
         return _nan_dict(keys)
-    out = {"accuracy": float(accuracy_score(yt, yp))}
+    weight = None if sample_weight is None else np.asarray(sample_weight)
+    out = {"accuracy": float(accuracy_score(yt, yp, sample_weight=weight))}
     with warnings.catch_warnings():
         # "y_pred contains classes not in y_true" is expected under load (a wrong class appears).
         warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
         # A level where every answer is one class is a legitimate (if grim) result.
         warnings.filterwarnings("ignore", message="A single label was found")
-        out["balanced_accuracy"] = float(balanced_accuracy_score(yt, yp))
+        out["balanced_accuracy"] = float(balanced_accuracy_score(yt, yp, sample_weight=weight))
     for average in ("macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(yt, yp, average=average, zero_division=0.0)
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            yt, yp, average=average, zero_division=0.0, sample_weight=weight
+        )
         out[f"precision_{average}"] = float(precision)
         out[f"recall_{average}"] = float(recall)
         out[f"f1_{average}"] = float(f1)
@@ -155,6 +178,61 @@ def latency_percentiles(latency_ms: npt.ArrayLike) -> dict[str, float]:
     }
 
 
+class LabelPairs:
+    """Each row's (true, predicted) class pair as one integer, to count pairs per level without sorting strings.
+
+    Per-level figures need only the confusion counts: :meth:`counts` turns the
+    rows of a level into its distinct pairs and how often each occurs, which
+    scikit-learn takes as ``sample_weight``. ``None`` (no label, no
+    prediction) is kept as a value, so scikit-learn sees exactly what the rows
+    hold.
+
+    Examples
+    --------
+    >>> pairs = LabelPairs(["a", "a", "b", "b"], ["a", "b", "b", "b"])
+    >>> y_true, y_pred, weight = pairs.counts(np.array([True, True, True, True]))
+    >>> list(zip(y_true, y_pred, weight.tolist()))
+    [('a', 'a', 1), ('a', 'b', 1), ('b', 'b', 2)]
+    """
+
+    # Above this many possible pairs, count with a sort rather than a dense array.
+    _DENSE_MAX = 1 << 22
+
+    def __init__(self, y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> None:
+        true_codes, true_values = self._factorize(y_true)
+        pred_codes, pred_values = self._factorize(y_pred)
+        self._n_pred = len(pred_values)
+        self._true_values = true_values
+        self._pred_values = pred_values
+        self._n_codes = len(true_values) * len(pred_values)
+        self.codes = true_codes * np.int64(self._n_pred) + pred_codes
+
+    @staticmethod
+    def _factorize(values: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+        table = np.empty(len(uniques) + 1, dtype=object)
+        table[: len(uniques)] = np.asarray(uniques, dtype=object)
+        table[-1] = None  # factorize gives -1 for a missing value: the last slot
+        return np.where(codes < 0, len(uniques), codes).astype(np.int64), table
+
+    def counts(
+        self, rows: npt.NDArray[np.bool_] | npt.NDArray[np.int64]
+    ) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.int64]]:
+        """Distinct (true, predicted) pairs among ``rows`` (a mask or positions) and their counts."""
+        codes = self.codes[rows]
+        if self._n_codes <= self._DENSE_MAX:
+            dense = np.bincount(codes, minlength=self._n_codes)
+            present = np.flatnonzero(dense)
+            weight = dense[present]
+        else:
+            present, weight = np.unique(codes, return_counts=True)
+        return (
+            self._true_values[present // self._n_pred],
+            self._pred_values[present % self._n_pred],
+            weight.astype(np.int64),
+        )
+
+
 def _check_joined(joined: pd.DataFrame, bounds: pd.DataFrame, task: str) -> None:
     needed = ["level", "t_sent", "latency_ms", "ok", "error_kind", "users_active", "has_truth", "correct"]
     missing = [c for c in needed if c not in joined.columns]
@@ -178,6 +256,7 @@ def level_table(
     task: str,
     slo_latency_ms: float | None = None,
     confidence: float = 0.95,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """One row per load level with every figure the report shows.
 
@@ -194,6 +273,8 @@ def level_table(
         answer.
     confidence : float, default 0.95
         Level of the Wilson intervals.
+    progress : bool, default False
+        Show a progress bar over the levels on stderr.
 
     Returns
     -------
@@ -229,36 +310,58 @@ def level_table(
     concurrency_mean, concurrency_max = inflight_concurrency(
         joined, bounds["t_start"].to_numpy(dtype=float), bounds["t_end"].to_numpy(dtype=float)
     )
-    classes = sorted_classes(joined.loc[joined["has_truth"], "y_true"]) if task == "classification" else []
+    # Whole columns as arrays once, then per level only positions: a level never copies the frame.
+    ok_all = joined["ok"].to_numpy(dtype=bool)
+    has_truth_all = joined["has_truth"].to_numpy(dtype=bool)
+    correct_all = joined["correct"].fillna(False).to_numpy(dtype=bool)
+    latency_all = joined["latency_ms"].to_numpy(dtype=float)
+    active_all = joined["users_active"].to_numpy(dtype=float)
+    target_all = (
+        joined["target_users"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        if "target_users" in joined.columns
+        else None
+    )
+    y_true_all = joined["y_true"].to_numpy()
+    y_pred_all = joined["y_pred"].to_numpy()
+    kind_codes, kind_index = pd.factorize(joined["error_kind"].astype(str))
+    kind_values = np.asarray(kind_index, dtype=object)
+    classes = sorted_classes(y_true_all[has_truth_all]) if task == "classification" else []
     class_columns = classes if len(classes) <= MAX_CLASS_COLUMNS else []
     kinds = list(ERROR_KINDS)
-    extra_kinds = sorted(set(joined.loc[~joined["ok"], "error_kind"].astype(str)) - set(kinds) - {""})
+    failed_kinds = {str(v) for v in kind_values[np.unique(kind_codes[~ok_all])]}
+    extra_kinds = sorted(failed_kinds - set(kinds) - {""})
+    code_of_kind = {str(v): i for i, v in enumerate(kind_values)}
     rows: list[dict[str, Any]] = []
-    positions_by_level = joined.groupby(level, sort=True).indices
+    pairs = LabelPairs(y_true_all, y_pred_all) if task == "classification" else None
+    positions_by_level = level.groupby(level, sort=True).indices
     empty = np.zeros(0, dtype=np.int64)
     bound_levels = bounds["level"].to_numpy(dtype=np.int64)
     bound_starts = bounds["t_start"].to_numpy(dtype=float)
     bound_ends = bounds["t_end"].to_numpy(dtype=float)
     bound_durations = bounds["duration_s"].to_numpy(dtype=float)
-    for position, level_value in enumerate(bound_levels):
-        group = joined.iloc[positions_by_level.get(level_value, empty)]
-        ok = group["ok"].to_numpy(dtype=bool)
-        has_truth = group["has_truth"].to_numpy(dtype=bool)
+    levels_bar = tqdm(bound_levels, desc="levels", unit="level", disable=not progress, leave=False)
+    for position, level_value in enumerate(levels_bar):
+        positions = positions_by_level.get(level_value, empty)
+        ok = ok_all[positions]
+        has_truth = has_truth_all[positions]
         scored = ok & has_truth
-        correct = group["correct"].fillna(False).to_numpy(dtype=bool)
-        n, n_ok, n_truth, n_scored = len(group), int(ok.sum()), int(has_truth.sum()), int(scored.sum())
+        correct = correct_all[positions]
+        n, n_ok, n_truth, n_scored = len(positions), int(ok.sum()), int(has_truth.sum()), int(scored.sum())
         duration = float(bound_durations[position])
-        if "target_users" in group.columns and group["target_users"].notna().any():
-            users = float(group["target_users"].dropna().median())
+        active = active_all[positions]
+        target = target_all[positions] if target_all is not None else np.zeros(0)
+        target = target[~np.isnan(target)]
+        if len(target):
+            users = float(np.median(target))
         else:
-            users = float(group["users_active"].median()) if n else float("nan")
+            users = float(np.median(active)) if n else float("nan")
         row: dict[str, Any] = {
             "level": int(level_value),
             "t_start": float(bound_starts[position]),
             "t_end": float(bound_ends[position]),
             "duration_s": duration,
             "users": users,
-            "users_active": float(group["users_active"].median()) if n else float("nan"),
+            "users_active": float(np.median(active)) if n else float("nan"),
             "n": n,
             "n_ok": n_ok,
             "n_truth": n_truth,
@@ -282,33 +385,38 @@ def level_table(
                 row[f"{name}_high"] = float(high)
         row["n_correct"] = n_correct
         row["error_rate"] = (n - n_ok) / n if n else np.nan
-        error_kind = group["error_kind"].astype(str).to_numpy()
+        failures = np.bincount(kind_codes[positions][~ok], minlength=len(kind_values))
         for kind in kinds + extra_kinds:
-            row[f"error_rate_{kind}"] = float(((~ok) & (error_kind == kind)).sum() / n) if n else np.nan
-        latency = group["latency_ms"].to_numpy(dtype=float)
+            count = failures[code_of_kind[kind]] if kind in code_of_kind else 0
+            row[f"error_rate_{kind}"] = float(count / n) if n else np.nan
+        latency = latency_all[positions]
         row.update(latency_percentiles(latency[ok]))
         within = latency <= slo_latency_ms if slo_latency_ms is not None else np.ones(n, dtype=bool)
         good = (ok & within) if task == "regression" else (correct & scored & within)
         row["goodput_rps"] = float(good.sum()) / duration
-        y_true = group["y_true"].to_numpy()[scored]
-        y_pred = group["y_pred"].to_numpy()[scored]
-        if task == "classification":
-            row.update(classification_metrics(y_true, y_pred))
+        if pairs is not None:
+            y_true, y_pred, weight = pairs.counts(positions[scored])
+            row.update(classification_metrics(y_true, y_pred, sample_weight=weight))
             if class_columns:
-                recalls = _recalls(y_true, y_pred, class_columns)
+                recalls = _recalls(y_true, y_pred, class_columns, sample_weight=weight)
                 row.update({f"recall[{c}]": r for c, r in zip(class_columns, recalls, strict=True)})
-        elif task == "regression":
-            row.update(regression_metrics(y_true, y_pred))
         else:
-            row.update(text_metrics(y_true, y_pred))
+            y_true = y_true_all[positions[scored]]
+            y_pred = y_pred_all[positions[scored]]
+            metrics = regression_metrics if task == "regression" else text_metrics
+            row.update(metrics(y_true, y_pred))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _recalls(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, classes: list[str]) -> list[float]:
+def _recalls(
+    y_true: npt.ArrayLike, y_pred: npt.ArrayLike, classes: list[str], *, sample_weight: npt.ArrayLike | None = None
+) -> list[float]:
     if len(np.asarray(y_true)) == 0:
         return [float("nan")] * len(classes)
-    values = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=np.nan)
+    values = recall_score(
+        y_true, y_pred, labels=classes, average=None, zero_division=np.nan, sample_weight=sample_weight
+    )
     return [float(v) for v in values]
 
 
@@ -327,11 +435,15 @@ def per_class_recall(joined: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in ("level", "ok", "has_truth", "y_true", "y_pred") if c not in joined.columns]
     if missing:
         raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
-    scored = joined[joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)]
-    classes = sorted_classes(scored["y_true"])
+    scored = joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)
+    pairs = LabelPairs(joined["y_true"].to_numpy(), joined["y_pred"].to_numpy())
+    scored_positions = np.flatnonzero(scored)
+    classes = sorted_classes(joined["y_true"].to_numpy()[scored_positions])
+    level = joined["level"].iloc[scored_positions]
     rows = {}
-    for value, group in scored.groupby("level", sort=True):
-        rows[value] = _recalls(group["y_true"].to_numpy(), group["y_pred"].to_numpy(), classes)
+    for value, positions in level.groupby(level, sort=True).indices.items():
+        y_true, y_pred, weight = pairs.counts(scored_positions[positions])
+        rows[value] = _recalls(y_true, y_pred, classes, sample_weight=weight)
     table = pd.DataFrame.from_dict(rows, orient="index", columns=pd.Index(classes, name="class"))
     table.index.name = "level"
     return table

@@ -18,7 +18,7 @@ from sklearn.metrics import confusion_matrix
 
 from analysis.degradation import Knee, load_order
 from analysis.errors import AnalysisInputError
-from analysis.metrics import ERROR_KINDS, per_class_recall, sorted_classes
+from analysis.metrics import ERROR_KINDS, LabelPairs, per_class_recall, sorted_classes
 
 if TYPE_CHECKING:
     from analysis.report import RunAnalysis
@@ -209,13 +209,16 @@ def plot_confusion(
     joined: pd.DataFrame, *, levels: list[int], labels: list[str] | None = None, titles: list[str] | None = None
 ) -> Figure:
     """Row-normalised confusion matrices (scikit-learn) of successful responses, one panel per level."""
-    scored = joined[joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)]
-    classes = labels or sorted_classes(pd.concat([scored["y_true"], scored["y_pred"]]))
+    scored = joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)
+    y_true, y_pred = joined["y_true"].to_numpy(), joined["y_pred"].to_numpy()
+    classes = labels or sorted_classes(np.concatenate([pd.unique(y_true[scored]), pd.unique(y_pred[scored])]))
+    pairs = LabelPairs(y_true, y_pred)
+    level_of = joined["level"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     fig = Figure(figsize=(5.2 * len(levels), 4.6), layout="constrained")
     for i, level in enumerate(levels):
         ax = fig.add_subplot(1, len(levels), i + 1)
-        group = scored[scored["level"] == level]
-        matrix = confusion_matrix(group["y_true"].astype(str), group["y_pred"].astype(str), labels=classes)
+        true_keys, pred_keys, count = pairs.counts(scored & (level_of == level))
+        matrix = confusion_matrix(true_keys.astype(str), pred_keys.astype(str), labels=classes, sample_weight=count)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = matrix / matrix.sum(axis=1, keepdims=True)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -308,7 +311,11 @@ def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict
     figures["latency.png"] = plot_latency(levels, slo_latency_ms=summary.slo_latency_ms)
     figures["throughput.png"] = plot_throughput(levels)
     figures["errors.png"] = plot_errors(levels)
-    joined = analysis.joined[analysis.joined["level"].notna()]
+    # only the columns the charts read: filtering the whole frame would copy every column of every record
+    columns = ["t_sent", "users_active", "ok", "has_truth", "correct", "level", "y_true", "y_pred"]
+    joined = analysis.joined[[c for c in columns if c in analysis.joined.columns]]
+    if joined["level"].isna().any():
+        joined = joined[joined["level"].notna()]
     if summary.task != "regression":
         figures["over_time.png"] = plot_over_time(joined)
     if summary.task == "classification":
@@ -316,7 +323,7 @@ def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict
         recall = per_class_recall(joined)
         if 0 < recall.shape[1] <= 100:
             figures["class_recall.png"] = plot_class_recall(recall, users=users)
-        classes = sorted_classes(pd.concat([joined["y_true"], joined["y_pred"]]))
+        classes = sorted_classes(np.concatenate([pd.unique(joined["y_true"]), pd.unique(joined["y_pred"])]))
         if len(classes) <= 30:
             base, top = summary.baseline, summary.highest_load
             figures["confusion.png"] = plot_confusion(

@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order
 from analysis.errors import AnalysisInputError
-from analysis.io import RunData, load_run
+from analysis.io import RunData, load_run, wants_progress
 from analysis.join import JoinSummary, join_truth
 from analysis.levels import assign_levels
 from analysis.metrics import level_table
@@ -270,7 +270,8 @@ def analyse_run(
     alpha, confidence : float
         Test level and interval level.
     progress : bool or None
-        Progress bar while reading records.
+        Progress bars on stderr while reading records and computing levels.
+        ``None`` shows them for records over 64 MiB when stderr is a terminal.
 
     Returns
     -------
@@ -278,6 +279,8 @@ def analyse_run(
     """
     if metric not in METRICS:
         raise AnalysisInputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if progress is None:
+        progress = wants_progress(Path(run_dir) / "records.csv")
     run = load_run(run_dir, truth=truth, progress=progress)
     slo = _slo(run.info)
     slo_latency = _optional(slo.get("latency_ms"))
@@ -294,13 +297,15 @@ def analyse_run(
         t_end=_optional(run.info.get("t_end")),
     )
     joined["level"] = level
-    levels = level_table(joined, bounds, task=counts.task, slo_latency_ms=slo_latency, confidence=confidence)
+    levels = level_table(
+        joined, bounds, task=counts.task, slo_latency_ms=slo_latency, confidence=confidence, progress=progress
+    )
     if counts.task == "regression":
         degradation = pd.DataFrame({"level": levels["level"], "users": levels["users"]})
         degradation["degraded"] = False
     else:
         degradation = degradation_table(
-            joined[joined["level"].notna()],
+            joined,  # records without a level are never compared; filtering them out here would copy every column
             levels,
             metric=metric,
             tolerance=tolerance,

@@ -226,3 +226,28 @@ def test_level_table_names_missing_columns():
     joined, bounds, _ = prepared()
     with pytest.raises(AnalysisInputError, match=r"no column 'level' \(use join_truth and assign_levels first\)"):
         level_table(joined.drop(columns=["level"]), bounds, task="classification")
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_label_pair_counts_give_the_same_metrics_as_the_rows(monkeypatch, dense):
+    """The per-level speed-up: distinct (true, predicted) pairs weighted by count are the rows, to the last bit."""
+    from analysis.metrics import LabelPairs, classification_metrics
+
+    if not dense:
+        monkeypatch.setattr(LabelPairs, "_DENSE_MAX", 0)
+    rng = np.random.default_rng(7)
+    classes = np.array(["0", "1", "2", "3", "10", "cat"], dtype=object)
+    y_true = classes[rng.integers(0, len(classes), 5000)]
+    y_pred = np.where(rng.random(5000) < 0.8, y_true, classes[rng.integers(0, len(classes), 5000)])
+    rows = rng.random(5000) < 0.6
+    pairs = LabelPairs(y_true, y_pred)
+    true_keys, pred_keys, weight = pairs.counts(rows)
+    assert weight.sum() == rows.sum()
+    assert len(weight) <= len(classes) ** 2
+    assert classification_metrics(true_keys, pred_keys, sample_weight=weight) == classification_metrics(
+        y_true[rows], y_pred[rows]
+    )
+    labels = sorted(set(classes))
+    expected = recall_score(y_true[rows], y_pred[rows], labels=labels, average=None, zero_division=np.nan)
+    got = recall_score(true_keys, pred_keys, labels=labels, average=None, zero_division=np.nan, sample_weight=weight)
+    np.testing.assert_array_equal(got, expected)
