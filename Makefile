@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# real third-party model servers (MLServer, TorchServe) for tests/integration, in a virtualenv of their own so
+# their pinned web stacks never change loadgrade's
+SERVERS_VENV := .venv-servers
+SERVERS_STAMP := $(SERVERS_VENV)/.installed
 
-.PHONY: setup demo test lint unit e2e bench clean help
+.PHONY: setup demo test lint unit integration bench clean help
 
 help:
 	@echo "make demo   set up, start the reference server, run a distributed step load, print the report"
@@ -17,6 +21,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
+$(SERVERS_STAMP): requirements-integration.txt
+	$(PYTHON) -m venv $(SERVERS_VENV)
+	$(SERVERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SERVERS_VENV)/bin/python -m pip install --quiet -r requirements-integration.txt
+	touch $(SERVERS_STAMP)
+
 setup: $(STAMP)
 
 demo: setup
@@ -26,8 +36,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(SERVERS_STAMP)
 	$(BIN)/python -m pytest
+
+integration: $(SERVERS_STAMP) setup
+	$(BIN)/python -m pytest tests/integration
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit loadgrade analysis
@@ -36,4 +49,4 @@ bench: setup
 	$(BIN)/python bench/recording_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVERS_VENV) .pytest_cache .mypy_cache .ruff_cache

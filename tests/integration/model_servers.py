@@ -31,6 +31,10 @@ import pytest
 from tests.support.locust_run import free_port
 
 BIN = Path(sys.executable).parent
+# the model servers live in a virtualenv of their own (their web stacks would pin loadgrade's); see the Makefile
+SERVERS_BIN = Path(
+    os.environ.get("LOADGRADE_SERVERS_BIN", Path(__file__).resolve().parents[2] / ".venv-servers" / "bin")
+)
 START_TIMEOUT_S = 90.0
 
 
@@ -61,8 +65,11 @@ def save_digits_model(folder: Path) -> DigitsModel:
 
 
 def executable(name: str) -> Path:
-    """The server's command from this virtualenv; skip (a missing package is outside the project) if absent."""
-    found = BIN / name
+    """The server's command from the servers' virtualenv (else this one, else PATH); skip if absent (a missing
+    package is outside the project)."""
+    found = SERVERS_BIN / name
+    if not found.exists():
+        found = BIN / name
     if not found.exists():
         which = shutil.which(name)
         if which is None:
