@@ -32,7 +32,7 @@ from loadgrade.dataset import Dataset, SampleFeeder
 from loadgrade.errors import ScenarioError
 from loadgrade.ledger import WorkerLedger
 from loadgrade.protocols import ProtocolBase
-from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
+from loadgrade.recording import WORKER_COLUMNS, LoadTimeline, RecordWriter, worker_row
 from loadgrade.responses import interpret_response
 from loadgrade.runinfo import default_run_dir, run_info, write_run_info
 from loadgrade.scenario import Scenario, load_scenario
@@ -174,6 +174,7 @@ class Controller:
         self._runs_started = 0
         self._sampler: gevent.Greenlet | None = None
         self._watcher: gevent.Greenlet | None = None
+        self.quality = QualityMonitor(self)  # live quality figures (loadgrade.live): web UI and console
         # worker / standalone side
         self.plan: tuple[int, int] | None = None  # (slot, slots)
         self.dataset: Dataset | None = None
@@ -372,6 +373,7 @@ class Controller:
             for slot, client_id in enumerate(workers):
                 self.runner.send_message(MSG_PLAN, {"slot": slot, "slots": len(workers)}, client_id=client_id)
         self._send_rates(self.session)
+        self.quality.begin(self.session)
         logger.info(f"loadgrade: run directory {self.session.run_dir}")
 
     def _live_workers(self) -> list[str]:
@@ -417,6 +419,7 @@ class Controller:
             logger.error(f"loadgrade: ignored {len(rows)} rows from {msg.node_id}, which is not a worker of this run")
             return
         self.session.writer.write_rows(rows)
+        self.quality.add(rows)
         self.session.ledger.rows_arrived(msg.node_id, len(rows), t=time.time())
 
     def on_exhausted(self, environment: Environment, msg: Any, **_: Any) -> None:
@@ -467,6 +470,7 @@ class Controller:
         self._sampler = self._watcher = None
         if self.session is not None:
             self.session.finish(self.environment)
+            self.quality.end()
             print(f"loadgrade: run directory {self.session.run_dir}", file=sys.stderr)
         self.session = None
         self.timeline = LoadTimeline()
@@ -714,6 +718,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
             gevent.signal_handler(signal.SIGTERM, controller.on_sigterm)
         runner.register_message(MSG_EXHAUSTED, controller.on_exhausted)
         runner.register_message(MSG_DRAINED, controller.on_drained)
+        controller.quality.setup(environment.web_ui)
     if isinstance(runner, MasterRunner):
         runner.register_message(MSG_LEAVING, controller.on_leaving)
         environment.events.worker_report.add_listener(controller.on_worker_report)
@@ -762,6 +767,182 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         environment.runner.stop()
         if controller.session is not None:
             controller.end_run()
+
+
+# ---------------------------------------------------------------------------------------------------- live quality
+
+
+class QualityMonitor:
+    """Live quality on the master (or standalone process): every batch of rows is scored as it arrives.
+
+    One :class:`loadgrade.live.LiveQuality` per test, fed in :meth:`Controller.on_rows` with the same stamps the
+    writer gives the rows; shown in the web UI (:mod:`loadgrade.webui`) and, once a level has ended and its rows
+    have had time to arrive, as one console line per level, with a summary when the test ends.
+    """
+
+    REPORT_AFTER_S = 2.0  # a level's line waits this long after its end for the rows still in flight or in transit
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self.live: Any = None  # LiveQuality of the current (or last) test; the module is imported on the master only
+        self.records_path: Path | None = None
+        self._stages_seen = 0
+        self._users: int | None = None
+        self._printed: set[int] = set()
+        self._reporter: gevent.Greenlet | None = None
+
+    def setup(self, web_ui: Any) -> None:
+        """In ``init``: load the scoring code now rather than at test start; add the Quality tab if there is a UI."""
+        import loadgrade.live  # noqa: F401  (imports the analysis package: seconds, better before any load)
+
+        if web_ui is None:  # headless, or a worker
+            return
+        from loadgrade.webui import install
+
+        options = self.controller.environment.parsed_options
+        install(
+            web_ui,
+            live=lambda: self.live,
+            records=lambda: self.records_path,
+            flush=self._flush,
+            base_path=str(getattr(options, "web_base_path", "") or ""),
+        )
+
+    def _flush(self) -> None:
+        session = self.controller.session
+        if session is not None:
+            session.writer.flush()
+
+    def begin(self, session: RunSession) -> None:
+        """A fresh aggregator for each test; the labels come from the scenario's dataset (read once)."""
+        from loadgrade.live import LiveQuality
+
+        self.records_path = session.writer.path
+        self._stages_seen, self._users, self._printed = 0, None, set()
+        scenario = session.scenario
+        try:
+            dataset = scenario.data()
+            self.live = LiveQuality(
+                dataset.ids,
+                dataset.labels,
+                task=scenario.dataset.task,
+                slo_latency_ms=scenario.slo.latency_ms if scenario.slo is not None else None,
+                t_start=session.t_start,
+            )
+        except Exception as exc:  # live figures are a view: never let them stop a test
+            logger.error(f"loadgrade: no live quality figures for this test: {exc}")
+            self.live = None
+            return
+        self._reporter = gevent.spawn(self._report_forever)
+
+    def _sync_levels(self) -> None:
+        """Stages of the shape begin on the master's timeline; without a shape, a new user count is a new level."""
+        live, controller = self.live, self.controller
+        stages = controller.timeline.stages
+        for stage in stages[self._stages_seen :]:
+            if not live.has_level(stage.index):
+                live.start_level(stage.t_start, users=stage.target_users, rate=stage.target_rps, index=stage.index)
+        self._stages_seen = len(stages)
+        if controller.environment.shape_class is None:
+            users = int(getattr(controller.runner, "target_user_count", 0) or 0)
+            if users and users != self._users:  # 0: stopping; its last rows belong to the level they were sent in
+                live.start_level(live.t_start if live.level_count == 0 else time.time(), users=users)
+                self._users = users
+
+    def add(self, rows: list[list[Any]]) -> None:
+        if self.live is None:
+            return
+        try:
+            self._sync_levels()
+            t_sent = WORKER_COLUMNS.index("t_sent")
+            self.live.add(rows, self.controller.timeline.stamp_many([row[t_sent] for row in rows]))
+        except Exception:
+            logger.exception("loadgrade: live quality figures stopped (the records are not affected)")
+            self.live = None
+
+    def _report_forever(self) -> None:
+        while self.live is not None:
+            gevent.sleep(0.5)
+            try:
+                self._sync_levels()
+                self._report(final=False)
+            except Exception:
+                logger.exception("loadgrade: live quality report failed")
+                return
+
+    def _report(self, *, final: bool) -> None:
+        live, now = self.live, time.time()
+        for bounds in live.level_bounds():
+            index, t_end = bounds["level"], bounds["t_end"]
+            if index in self._printed or t_end is None or (not final and now < t_end + self.REPORT_AFTER_S):
+                continue
+            self._printed.add(index)
+            self._say(format_level_line(live.stage_summary(index)))
+
+    def end(self) -> None:
+        """After the last rows have arrived: the levels not yet reported, then the whole test in one line."""
+        if self._reporter is not None:
+            self._reporter.kill(block=False)
+            self._reporter = None
+        live = self.live
+        if live is None:
+            return
+        stages = self.controller.timeline.stages
+        live.finish(stages[-1].t_end if stages and stages[-1].t_end is not None else time.time())
+        try:
+            self._report(final=True)
+            self._say(format_run_line(live))
+        except Exception:
+            logger.exception("loadgrade: live quality summary failed")
+
+    def _say(self, line: str) -> None:
+        options = self.controller.environment.parsed_options
+        if options is not None and getattr(options, "headless", False):
+            print(line, file=sys.stderr, flush=True)
+        else:  # the web UI's log tab shows it
+            logger.info(line)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _quality_figures(figures: dict[str, Any]) -> str:
+    interval = (
+        f" [{100 * figures['accuracy_low']:.1f}, {100 * figures['accuracy_high']:.1f}]"
+        if figures["accuracy_low"] is not None
+        else ""
+    )
+    errors = ", ".join(f"{kind} {count}" for kind, count in figures["errors"].items())
+    p95 = "n/a" if figures["p95_ms"] is None else f"{figures['p95_ms']:.1f} ms"
+    return (
+        f"n={figures['n']}, accuracy {_pct(figures['accuracy'])}{interval}, "
+        f"effective {_pct(figures['effective_accuracy'])}, p95 {p95}, "
+        f"errors {_pct(figures['error_rate'])}{f' ({errors})' if errors else ''}"
+    )
+
+
+def format_level_line(level: dict[str, Any]) -> str:
+    """One console line for a level that has ended (see :meth:`loadgrade.live.LiveQuality.stage_summary`)."""
+    load = f"{level['rate']:g} req/s" if level.get("rate") is not None else f"{level['users']} users"
+    name = "stage" if level["kind"] == "stage" else "level"
+    return f"loadgrade: quality {name} {level['level']} ({load}): {_quality_figures(level)}"
+
+
+def format_run_line(live: Any) -> str:
+    """The console summary of a test: every level together, and the level with the lowest accuracy."""
+    total = live.run_summary()
+    levels = [level for level in live.levels() if level["accuracy"] is not None and level["n_scored"]]
+    worst = min(levels, key=lambda level: level["accuracy"], default=None)
+    count = total["levels"]
+    line = f"loadgrade: quality over the test ({count} level{'' if count == 1 else 's'}): {_quality_figures(total)}"
+    if worst is not None and len(levels) > 1:
+        load = f"{worst['rate']:g} req/s" if worst.get("rate") is not None else f"{worst['users']} users"
+        name = "stage" if worst["kind"] == "stage" else "level"
+        line += f"; lowest accuracy {_pct(worst['accuracy'])} at {name} {worst['level']} ({load})"
+    if live.problems:
+        line += f"; {len(live.problems)} answer(s) could not be scored, e.g. {live.problems[0]}"
+    return line
 
 
 class ScenarioShape(LoadTestShape):

@@ -1,0 +1,531 @@
+"""Live quality in Locust's web UI: a "Quality" tab, CSV downloads and a ``/quality`` page with charts.
+
+The tab uses the extension points of Locust's own React bundle (``extended_tabs``/``extended_tables`` in the
+template arguments, ``extended_stats`` added to each ``/stats/requests`` poll), so it refreshes with the rest of the
+UI and needs no JavaScript of ours. ``/quality`` is a page of our own: server-rendered SVG charts refreshed by a few
+lines of inline script; nothing is fetched from the internet. Every route sits behind ``--web-login`` when it is on.
+
+This module knows Flask and the shape of Locust's ``WebUI`` object, not Locust itself: :func:`install` is called by
+``loadgrade.locust_plugin`` with functions that return the current :class:`~loadgrade.live.LiveQuality` and
+``records.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from flask import Response, request
+
+from loadgrade.live import ROLLING_WINDOWS_S, LiveQuality
+
+__all__ = ["QUALITY_TAB", "install", "level_csv", "render_panel", "tab_rows"]
+
+QUALITY_TAB = "quality"
+"""Key of the Quality tab (``/?tab=quality``) and of its rows in ``extended_stats``."""
+
+TABLE_STRUCTURE: list[dict[str, str]] = [
+    {"key": "name", "title": "Level"},
+    {"key": "load", "title": "Load"},
+    {"key": "n", "title": "Requests"},
+    {"key": "accuracy", "title": "Accuracy % [95% CI]"},
+    {"key": "effective", "title": "Effective accuracy % [95% CI]"},
+    {"key": "errors", "title": "Errors"},
+    {"key": "p95", "title": "p95 ms"},
+    {"key": "goodput", "title": "Goodput/s"},
+]
+"""Columns of the Quality tab; keys without underscores, so the bundle's camel-casing leaves them alone."""
+
+LEVEL_CSV_COLUMNS: tuple[str, ...] = (
+    "level",
+    "users",
+    "rate",
+    "t_start",
+    "t_end",
+    "duration_s",
+    "done",
+    "n",
+    "n_ok",
+    "n_truth",
+    "n_scored",
+    "n_correct",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "effective_accuracy",
+    "effective_accuracy_low",
+    "effective_accuracy_high",
+    "error_rate",
+    "p95_ms",
+    "throughput_rps",
+    "goodput_rps",
+)
+
+LiveSource = Callable[[], LiveQuality | None]
+RecordsSource = Callable[[], Path | None]
+
+
+# ---------------------------------------------------------------------------------------------------- formatting
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _with_interval(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{_pct(value)} [{_pct(low)}, {_pct(high)}]"
+
+
+def _errors(figures: dict[str, Any]) -> str:
+    rate = figures.get("error_rate")
+    if rate is None:
+        return "–"
+    kinds = ", ".join(f"{kind} {count}" for kind, count in figures.get("errors", {}).items())
+    return f"{_pct(rate)}%" + (f" ({kinds})" if kinds else "")
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _load(figures: dict[str, Any]) -> str:
+    if figures.get("rate") is not None:
+        return f"{figures['rate']:g}/s (≤{figures['users']} users)"
+    return "–" if figures.get("users") is None else f"{figures['users']} users"
+
+
+def _tab_row(name: str, load: str, figures: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "load": load,
+        "n": figures["n"],
+        "accuracy": _with_interval(figures["accuracy"], figures["accuracy_low"], figures["accuracy_high"]),
+        "effective": _with_interval(
+            figures["effective_accuracy"], figures["effective_accuracy_low"], figures["effective_accuracy_high"]
+        ),
+        "errors": _errors(figures),
+        "p95": _number(figures["p95_ms"]),
+        "goodput": _number(figures["goodput_rps"]),
+    }
+
+
+def tab_rows(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the Quality tab from :meth:`LiveQuality.snapshot`: one per level, then the rolling windows.
+
+    Accuracy figures are percentages with one decimal, as in the console and the analysis report.
+
+    Examples
+    --------
+    >>> live = LiveQuality(["a"], [1], t_start=0.0)
+    >>> live.add([["0-1", "a", 0, 1, 0.5, 12.0, 200, True, "", "", "1", 1, 1, ""]], [(2, "", "", "")])
+    >>> [row["name"] for row in tab_rows(live.snapshot(now=1.0))]
+    ['level 0 (running)', 'last 10 s', 'last 30 s']
+    >>> tab_rows(live.snapshot(now=1.0))[0]["accuracy"]
+    '100.0 [20.7, 100.0]'
+    """
+    rows = []
+    for level in snapshot["levels"]:
+        kind = "stage" if level["kind"] == "stage" else "level"
+        suffix = "" if level["done"] else " (running)"
+        rows.append(_tab_row(f"{kind} {level['level']}{suffix}", _load(level), level))
+    for window in ROLLING_WINDOWS_S:
+        figures = snapshot["windows"][f"{window}s"]
+        load = "–" if figures.get("users") is None else f"{figures['users']} users active"
+        rows.append(_tab_row(f"last {window} s", load, figures))
+    return rows
+
+
+def level_csv(levels: list[dict[str, Any]]) -> str:
+    """The live per-level table as CSV (the ``levels.csv`` names for the figures it shares with the analysis).
+
+    Examples
+    --------
+    >>> print(level_csv([]).strip())  # doctest: +ELLIPSIS
+    level,users,rate,t_start,...,goodput_rps,error_rate_http,...,error_rate_extract
+    """
+    kinds = ["http", "timeout", "connection", "decode", "extract"]
+    kinds += sorted(
+        {key[len("error_rate_") :] for level in levels for key in level if key.startswith("error_rate_")} - set(kinds)
+    )
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    columns = [*LEVEL_CSV_COLUMNS, *(f"error_rate_{kind}" for kind in kinds)]
+    writer.writerow(columns)
+    for level in levels:
+        writer.writerow(["" if level.get(c) is None else level.get(c, "") for c in columns])
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------- SVG charts
+
+_WIDTH, _HEIGHT = 720, 260
+_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 52, 16, 34
+_ACCURACY_COLOUR, _EFFECTIVE_COLOUR, _USERS_COLOUR = "#1f77b4", "#d62728", "#7f7f7f"
+
+
+def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float:
+    return out_lo if hi <= lo else out_lo + (value - lo) / (hi - lo) * (out_hi - out_lo)
+
+
+def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step) + 1)]
+
+
+def _frame(title: str, x_label: str, y_label: str, right_label: str | None) -> list[str]:
+    plot_right = _WIDTH - _RIGHT
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_WIDTH} {_HEIGHT}" width="100%" role="img" '
+        f'aria-label="{html.escape(title)}" font-family="sans-serif" font-size="11">',
+        f"<title>{html.escape(title)}</title>",
+        f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_right - _LEFT}" height="{_HEIGHT - _TOP - _BOTTOM}" '
+        'fill="none" stroke="#999"/>',
+        f'<text x="{(_LEFT + plot_right) / 2}" y="{_HEIGHT - 4}" text-anchor="middle">{html.escape(x_label)}</text>',
+        f'<text x="12" y="{(_TOP + _HEIGHT - _BOTTOM) / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {(_TOP + _HEIGHT - _BOTTOM) / 2})">{html.escape(y_label)}</text>',
+    ]
+    if right_label:
+        x = _WIDTH - 10
+        y = (_TOP + _HEIGHT - _BOTTOM) / 2
+        parts.append(
+            f'<text x="{x}" y="{y}" text-anchor="middle" fill="{_USERS_COLOUR}" '
+            f'transform="rotate(90 {x} {y})">{html.escape(right_label)}</text>'
+        )
+    return parts
+
+
+def _y_axis(lo: float, hi: float, *, right: bool = False, percent: bool = True) -> list[str]:
+    bottom, plot_right = _HEIGHT - _BOTTOM, _WIDTH - _RIGHT
+    parts = []
+    for tick in _ticks(lo, hi):
+        y = _scale(tick, lo, hi, bottom, _TOP)
+        label = f"{100 * tick:.0f}%" if percent else f"{tick:g}"
+        if right:
+            parts.append(f'<text x="{plot_right + 4}" y="{y + 4:.1f}" fill="{_USERS_COLOUR}">{label}</text>')
+        else:
+            parts.append(f'<line x1="{_LEFT}" x2="{plot_right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
+            parts.append(f'<text x="{_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
+    return parts
+
+
+def _x_axis(lo: float, hi: float, fmt: Callable[[float], str]) -> list[str]:
+    bottom, plot_right = _HEIGHT - _BOTTOM, _WIDTH - _RIGHT
+    parts = []
+    for tick in _ticks(lo, hi):
+        x = _scale(tick, lo, hi, _LEFT, plot_right)
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 14}" text-anchor="middle">{fmt(tick)}</text>')
+    return parts
+
+
+def _polyline(points: list[tuple[float, float]], colour: str, *, dashed: bool = False, name: str = "") -> str:
+    if not points:
+        return ""
+    coordinates = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    dash = ' stroke-dasharray="5 3"' if dashed else ""
+    return (
+        f'<polyline data-series="{name}" points="{coordinates}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+    )
+
+
+def _legend(entries: list[tuple[str, str]]) -> str:
+    parts, x = [], _LEFT + 8
+    for label, colour in entries:
+        parts.append(f'<rect x="{x}" y="{_TOP + 6}" width="12" height="3" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 16}" y="{_TOP + 11}">{html.escape(label)}</text>')
+        x += 24 + 7 * len(label)
+    return "".join(parts)
+
+
+def _accuracy_range(values: list[float]) -> tuple[float, float]:
+    """A y range that shows a few points of change: from just below the lowest value to 100 %."""
+    if not values:
+        return 0.0, 1.0
+    low = min(values)
+    return max(0.0, math.floor((low - 0.02) * 20) / 20), 1.0
+
+
+def chart_over_time(snapshot: dict[str, Any], series: list[dict[str, Any]]) -> str:
+    """Accuracy and effective accuracy (over the last 10 s at each second) with the users active, as SVG."""
+    title = "Accuracy over time (rolling 10 s) with the user count"
+    parts = _frame(title, "seconds since the start", "accuracy", "users")
+    points = [p for p in series if p["accuracy"] is not None or p["effective_accuracy"] is not None]
+    if not points:
+        parts.append(f'<text x="{_WIDTH / 2}" y="{_HEIGHT / 2}" text-anchor="middle">no answers yet</text></svg>')
+        return "".join(parts)
+    t_hi = max(p["t"] for p in series)
+    t_lo = min(p["t"] for p in series)
+    values = [p[k] for p in points for k in ("accuracy", "effective_accuracy") if p[k] is not None]
+    y_lo, y_hi = _accuracy_range(values)
+    users = [p["users"] for p in series if p["users"] is not None]
+    u_hi = max([*users, 1])
+    bottom, plot_right = _HEIGHT - _BOTTOM, _WIDTH - _RIGHT
+    parts += _y_axis(y_lo, y_hi) + _y_axis(0, u_hi, right=True, percent=False) + _x_axis(t_lo, t_hi, lambda t: f"{t:g}")
+    for level in snapshot["levels"][1:]:  # where each level began
+        x = _scale(level["t_start"] - snapshot["t_start"], t_lo, t_hi, _LEFT, plot_right)
+        if _LEFT <= x <= plot_right:
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{_TOP}" y2="{bottom}" stroke="#ccc" stroke-dasharray="2 2"/>'
+            )
+
+    def xy(p: dict[str, Any], key: str, lo: float, hi: float) -> tuple[float, float]:
+        return _scale(p["t"], t_lo, t_hi, _LEFT, plot_right), _scale(p[key], lo, hi, bottom, _TOP)
+
+    parts.append(
+        _polyline(
+            [xy(p, "users", 0, u_hi) for p in series if p["users"] is not None],
+            _USERS_COLOUR,
+            dashed=True,
+            name="users",
+        )
+    )
+    for key, colour in (("accuracy", _ACCURACY_COLOUR), ("effective_accuracy", _EFFECTIVE_COLOUR)):
+        parts.append(_polyline([xy(p, key, y_lo, y_hi) for p in points if p[key] is not None], colour, name=key))
+    parts.append(
+        _legend([("accuracy", _ACCURACY_COLOUR), ("effective accuracy", _EFFECTIVE_COLOUR), ("users", _USERS_COLOUR)])
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def chart_against_load(snapshot: dict[str, Any]) -> str:
+    """Accuracy (with its Wilson interval) and effective accuracy of each level against its load, as SVG."""
+    levels = [lv for lv in snapshot["levels"] if lv["accuracy"] is not None]
+    by_rate = any(lv.get("rate") is not None for lv in levels)
+    x_key = "rate" if by_rate else "users"
+    title = "Accuracy against load level"
+    parts = _frame(title, "arrivals per second" if by_rate else "users", "accuracy", None)
+    levels = [lv for lv in levels if lv.get(x_key) is not None]
+    if not levels:
+        parts.append(f'<text x="{_WIDTH / 2}" y="{_HEIGHT / 2}" text-anchor="middle">no levels yet</text></svg>')
+        return "".join(parts)
+    xs = [float(lv[x_key]) for lv in levels]
+    x_lo, x_hi = min(xs), max(xs)
+    if x_hi == x_lo:
+        x_lo, x_hi = x_lo - 1, x_hi + 1
+    pad = (x_hi - x_lo) * 0.05
+    x_lo, x_hi = x_lo - pad, x_hi + pad
+    values = [v for lv in levels for v in (lv["accuracy_low"], lv["effective_accuracy"]) if v is not None]
+    y_lo, y_hi = _accuracy_range(values)
+    bottom, plot_right = _HEIGHT - _BOTTOM, _WIDTH - _RIGHT
+    parts += _y_axis(y_lo, y_hi) + _x_axis(x_lo, x_hi, lambda x: f"{x:g}")
+
+    def sx(x: float) -> float:
+        return _scale(x, x_lo, x_hi, _LEFT, plot_right)
+
+    def sy(y: float) -> float:
+        return _scale(y, y_lo, y_hi, bottom, _TOP)
+
+    for key, colour in (("accuracy", _ACCURACY_COLOUR), ("effective_accuracy", _EFFECTIVE_COLOUR)):
+        parts.append(
+            _polyline(
+                [(sx(x), sy(lv[key])) for x, lv in zip(xs, levels, strict=True) if lv[key] is not None],
+                colour,
+                name=key,
+            )
+        )
+    for x, lv in zip(xs, levels, strict=True):
+        cx = sx(x)
+        if lv["accuracy_low"] is not None:
+            parts.append(
+                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{sy(lv["accuracy_low"]):.1f}" '
+                f'y2="{sy(lv["accuracy_high"]):.1f}" '
+                f'stroke="{_ACCURACY_COLOUR}"/>'
+            )
+        parts.append(
+            f'<circle data-level="{lv["level"]}" cx="{cx:.1f}" cy="{sy(lv["accuracy"]):.1f}" r="3.5" '
+            f'fill="{_ACCURACY_COLOUR}"><title>level {lv["level"]}: {_pct(lv["accuracy"])}% '
+            f"[{_pct(lv['accuracy_low'])}, {_pct(lv['accuracy_high'])}], n={lv['n']}</title></circle>"
+        )
+    parts.append(_legend([("accuracy (95% CI)", _ACCURACY_COLOUR), ("effective accuracy", _EFFECTIVE_COLOUR)]))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------- pages
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{html.escape(c['title'])}</th>" for c in TABLE_STRUCTURE)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(row[c['key']]))}</td>" for c in TABLE_STRUCTURE) + "</tr>"
+        for row in rows
+    )
+    return f'<table id="levels"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def render_panel(live: LiveQuality | None, *, now: float | None = None) -> str:
+    """The live part of ``/quality``: both charts and the table (an HTML fragment)."""
+    if live is None:
+        return '<p id="status">No test has started yet: start one from the main page.</p>'
+    snapshot = live.snapshot(now=now)
+    series = live.series(now=snapshot["now"])
+    state = "finished" if snapshot["t_end"] is not None else "running"
+    slo = snapshot["slo_latency_ms"]
+    status = (
+        f"Test {state}: {snapshot['rows']} answers scored as {snapshot['task']}"
+        + (f"; goodput counts correct answers within {slo:g} ms" if slo is not None else "")
+        + "."
+    )
+    problems = "".join(f"<li>{html.escape(p)}</li>" for p in snapshot["problems"])
+    return (
+        f'<p id="status" data-rows="{snapshot["rows"]}" data-now="{snapshot["now"]}">{html.escape(status)}</p>'
+        + (f'<ul class="problems">{problems}</ul>' if problems else "")
+        + f'<figure id="over-time">{chart_over_time(snapshot, series)}</figure>'
+        + f'<figure id="against-load">{chart_against_load(snapshot)}</figure>'
+        + _table(tab_rows(snapshot))
+    )
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>loadgrade: live quality</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; color: #222; max-width: 60em; }}
+figure {{ margin: 1em 0; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+.problems {{ color: #a00; }}
+nav a {{ margin-right: 1em; }}
+</style></head>
+<body>
+<h1>Live quality</h1>
+<nav><a href="./">Locust</a><a href="quality/stages.csv">per-level CSV</a><a href="quality/records.csv">records.csv</a>
+<a href="quality/data.json">JSON</a></nav>
+<p>Accuracy among successful answers and effective accuracy (errors count as wrong), scored as the analysis scores
+them; intervals are 95% Wilson intervals. Refreshes every {refresh_s:g} s.</p>
+<div id="panel">{panel}</div>
+<script>
+async function refresh() {{
+  try {{
+    const response = await fetch("quality/panel", {{cache: "no-store"}});
+    if (response.ok) document.getElementById("panel").innerHTML = await response.text();
+  }} catch (error) {{}}
+}}
+setInterval(refresh, {refresh_ms});
+</script>
+</body></html>
+"""
+
+REFRESH_S = 2.0
+
+
+def render_page(live: LiveQuality | None) -> str:
+    """The ``/quality`` page: the panel now, refreshed in place every few seconds."""
+    return _PAGE.format(panel=render_panel(live), refresh_s=REFRESH_S, refresh_ms=int(REFRESH_S * 1000))
+
+
+def _stream(path: Path, size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of a file that keeps growing: whole batches of rows, as of the request."""
+    with path.open("rb") as file:
+        left = size
+        while left > 0:
+            chunk = file.read(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
+def install(
+    web_ui: Any,
+    *,
+    live: LiveSource,
+    records: RecordsSource,
+    flush: Callable[[], None] = lambda: None,
+    base_path: str = "",
+) -> None:
+    """Add the Quality tab, its CSV links and the ``/quality`` routes to Locust's web UI (call it in ``init``).
+
+    Parameters
+    ----------
+    web_ui : locust.web.WebUI
+        ``environment.web_ui`` (None on workers and headless: do not call then).
+    live : callable
+        Returns the current (or last) test's :class:`LiveQuality`, or None before the first test.
+    records : callable
+        Returns the current (or last) test's ``records.csv``, or None.
+    flush : callable
+        Flushes ``records.csv`` so a download holds every row received so far.
+    base_path : str
+        Locust's ``--web-base-path``.
+    """
+    app = web_ui.app
+    base = base_path.rstrip("/")
+    args = web_ui.template_args
+    args["extended_tabs"] = [*args.get("extended_tabs", []), {"title": "Quality", "key": QUALITY_TAB}]
+    args["extended_tables"] = [*args.get("extended_tables", []), {"key": QUALITY_TAB, "structure": TABLE_STRUCTURE}]
+    args["extended_csv_files"] = [
+        *args.get("extended_csv_files", []),
+        {"href": "./quality/stages.csv", "title": "Download live quality per level CSV"},
+        {"href": "./quality/records.csv", "title": "Download records.csv (every answer so far)"},
+        {"href": "./quality", "title": "Open live quality charts"},
+    ]
+
+    @app.after_request
+    def _add_quality_rows(response: Response) -> Response:
+        if request.path != f"{base}/stats/requests" or not response.is_json:
+            return response
+        current = live()
+        if current is None:
+            return response
+        try:
+            payload = response.get_json()
+            rows = tab_rows(current.snapshot())
+        except Exception:  # the stats poll must keep working whatever happens here
+            return response
+        payload["extended_stats"] = [*payload.get("extended_stats", []), {"key": QUALITY_TAB, "data": rows}]
+        response.set_data(json.dumps(payload))
+        return response
+
+    def page() -> Response:
+        return Response(render_page(live()), mimetype="text/html")
+
+    def panel() -> Response:
+        return Response(render_panel(live()), mimetype="text/html", headers={"Cache-Control": "no-store"})
+
+    def data() -> Response:
+        current = live()
+        body = {"test": None} if current is None else {"test": current.snapshot(), "series": current.series()}
+        return Response(json.dumps(body, allow_nan=False), mimetype="application/json")
+
+    def stages_csv() -> Response:
+        current = live()
+        return Response(
+            level_csv(current.levels() if current is not None else []),
+            mimetype="text/csv",
+            headers={"Content-Disposition": "attachment; filename=quality_levels.csv"},
+        )
+
+    def records_csv() -> Response:
+        path = records()
+        if path is None or not path.exists():
+            return Response("no test has started yet\n", status=404, mimetype="text/plain")
+        flush()
+        size = path.stat().st_size
+        return Response(
+            _stream(path, size),
+            mimetype="text/csv",
+            headers={"Content-Disposition": "attachment; filename=records.csv", "Content-Length": str(size)},
+        )
+
+    for rule, view in (
+        ("/quality", page),
+        ("/quality/panel", panel),
+        ("/quality/data.json", data),
+        ("/quality/stages.csv", stages_csv),
+        ("/quality/records.csv", records_csv),
+    ):
+        app.add_url_rule(f"{base}{rule}", f"loadgrade_{view.__name__}", web_ui.auth_required_if_enabled(view))

@@ -1,0 +1,293 @@
+"""The live aggregator: the figures the master shows during a test equal the analysis's figures afterwards."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from analysis.cli import main as analysis_main
+from loadgrade.live import ROLLING_WINDOWS_S, LiveQuality
+from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
+from loadgrade.runinfo import run_info, write_run_info
+from loadgrade.scenario import load_scenario
+from tests.support.locust_run import ROOT, write_scenario
+
+T0 = 1_795_000_000.0
+KINDS = ("http", "timeout", "connection", "decode", "extract")
+
+
+def row(sequence: int, sample_id: str, t_sent: float, *, latency_ms: float = 20.0, **kw: Any) -> list[Any]:
+    values: dict[str, Any] = dict(
+        request_id=f"0-{sequence}",
+        sample_id=sample_id,
+        worker_index=0,
+        user_id=1,
+        t_sent=t_sent,
+        latency_ms=latency_ms,
+        status_code=200,
+        ok=True,
+        error_kind="",
+        error="",
+        prediction="",
+        response_bytes=10,
+        pass_number=1,
+    )
+    values.update(kw)
+    return worker_row(**values)
+
+
+def simulated_rows(ids: list[str], labels: list[Any], *, seed: int) -> list[tuple[int, list[Any]]]:
+    """(stage, row) pairs for a 3-stage run whose accuracy, errors and latency get worse with the stage.
+
+    Predictions come in every form a server may use for the same class (3, 3.0, "3", [3], a probability vector),
+    and some rows name samples the labels do not have, so both scorers must agree on the awkward cases too.
+    """
+    rng = random.Random(seed)
+    rows: list[tuple[int, list[Any]]] = []
+    sequence = 0
+    for stage, (accuracy, error_rate, latency) in enumerate([(0.97, 0.0, 15.0), (0.85, 0.05, 40.0), (0.7, 0.3, 90.0)]):
+        for i in range(900 + 300 * stage):
+            sequence += 1
+            t_sent = T0 + 10.0 * stage + i * 10.0 / (900 + 300 * stage)
+            index = rng.randrange(len(ids))
+            sample_id = ids[index] if rng.random() > 0.01 else f"unknown-{i}"
+            label = int(labels[index])
+            latency_ms = round(rng.expovariate(1 / latency), 3)
+            if rng.random() < error_rate:
+                kind = rng.choice(KINDS)
+                rows.append(
+                    (
+                        stage,
+                        row(sequence, sample_id, t_sent, latency_ms=latency_ms, ok=False, error_kind=kind, error="x"),
+                    )
+                )
+                continue
+            answer = label if rng.random() < accuracy else (label + rng.randrange(1, 10)) % 10
+            form = rng.randrange(5)
+            if form == 4:
+                vector = [0.01] * 10
+                vector[answer] = 0.91
+                prediction = json.dumps(vector)
+            else:
+                prediction = [json.dumps(answer), json.dumps(float(answer)), json.dumps(str(answer)), f"[{answer}]"][
+                    form
+                ]
+            rows.append((stage, row(sequence, sample_id, t_sent, latency_ms=latency_ms, prediction=prediction)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def analysed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[LiveQuality, pd.DataFrame, float]:
+    """The same simulated rows written to a run directory (as the master writes it) and fed to a LiveQuality."""
+    tmp = tmp_path_factory.mktemp("live")
+    scenario = load_scenario(
+        write_scenario(tmp / "s.yaml", ROOT / "scenarios" / "digits.yaml", slo={"latency_ms": 60.0, "rules": []})
+    )
+    dataset = scenario.data()
+    assert scenario.slo is not None
+    live = LiveQuality(dataset.ids, dataset.labels, task=scenario.dataset.task, slo_latency_ms=scenario.slo.latency_ms)
+    timeline = LoadTimeline()
+    run_dir = tmp / "run"
+    run_dir.mkdir()
+    writer = RecordWriter(run_dir / "records.csv", timeline)
+    rows = simulated_rows(dataset.ids, dataset.labels, seed=7)
+    current = -1
+    batch: list[list[Any]] = []
+
+    def ship() -> None:
+        # exactly what the master does with one batch: write it, and tally it with the same stamps
+        stamps = timeline.stamp_many([r[4] for r in batch])
+        writer.write_rows(batch)
+        live.add(batch, stamps)
+        batch.clear()
+
+    for stage, values in rows:
+        if stage != current:
+            ship()
+            current = stage
+            t = T0 + 10.0 * stage
+            timeline.note_users(t, 2 + 4 * stage)
+            timeline.start_stage(t, target_users=2 + 4 * stage, spawn_rate=10.0)
+            live.start_level(t, users=2 + 4 * stage, index=stage)
+        batch.append(values)
+        if len(batch) == 250:
+            ship()
+    ship()
+    t_end = T0 + 30.5
+    timeline.close(t_end)
+    live.finish(t_end)
+    writer.close()
+    info = run_info(
+        scenario,
+        t_start=T0,
+        t_end=t_end,
+        worker_count=1,
+        locust_requests=len(rows),
+        locust_failures=None,
+        records_written=len(rows),
+        stages=timeline.stages,
+    )
+    write_run_info(run_dir / "run.json", info)
+    assert analysis_main(["report", str(run_dir), "--out", str(tmp / "out"), "--no-charts"]) == 0
+    return live, pd.read_csv(tmp / "out" / "levels.csv"), t_end
+
+
+FIGURES = [
+    "n",
+    "n_ok",
+    "n_truth",
+    "n_scored",
+    "n_correct",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "effective_accuracy",
+    "effective_accuracy_low",
+    "effective_accuracy_high",
+    "error_rate",
+    *(f"error_rate_{kind}" for kind in KINDS),
+    "p95_ms",
+    "throughput_rps",
+    "goodput_rps",
+    "duration_s",
+]
+
+
+def test_live_stage_figures_equal_the_analysis_levels(analysed_run: tuple[LiveQuality, pd.DataFrame, float]) -> None:
+    live, levels, _ = analysed_run
+    assert levels["level"].tolist() == [0, 1, 2]
+    for expected in levels.to_dict("records"):
+        got = live.stage_summary(int(expected["level"]))
+        assert got["users"] == expected["users"]
+        for name in FIGURES:
+            assert got[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12), (expected["level"], name)
+    # the simulation really exercised every path: wrong answers, each error kind, rows without labels
+    last = live.stage_summary(2)
+    assert 0.6 < last["accuracy"] < 0.8
+    assert last["effective_accuracy"] < last["accuracy"]
+    assert all(last[f"error_rate_{kind}"] > 0 for kind in KINDS)
+    assert last["n_truth"] < last["n"]
+    assert live.problems == []
+
+
+def test_run_summary_and_snapshot_are_plain_json(analysed_run: tuple[LiveQuality, pd.DataFrame, float]) -> None:
+    live, levels, t_end = analysed_run
+    snapshot = live.snapshot()
+    json.dumps(snapshot, allow_nan=False)  # what the web UI sends: no NaN, no numpy types
+    assert [level["level"] for level in snapshot["levels"]] == [0, 1, 2]
+    assert all(level["done"] for level in snapshot["levels"])
+    assert snapshot["rows"] == int(levels["n"].sum())
+    total = live.run_summary()
+    assert total["n"] == int(levels["n"].sum())
+    assert total["n_correct"] == int(levels["n_correct"].sum())
+    # the last 10 s of the run are the last stage (it started 10.5 s before the end)
+    window = snapshot["windows"]["10s"]
+    assert window["t_end"] == t_end
+    last = live.stage_summary(2)
+    assert 0.9 * last["n"] < window["n"] <= last["n"]
+    assert window["accuracy"] == pytest.approx(last["accuracy"], abs=0.03)
+    assert set(snapshot["windows"]) == {f"{w}s" for w in ROLLING_WINDOWS_S}
+    assert snapshot["windows"]["30s"]["n"] == total["n"]
+
+
+def labelled(n: int = 10) -> tuple[list[str], list[int]]:
+    return [f"s{i}" for i in range(n)], [i % 3 for i in range(n)]
+
+
+def test_rolling_windows_cover_the_last_seconds_of_send_time() -> None:
+    ids, labels = labelled()
+    live = LiveQuality(ids, labels, t_start=T0)
+    live.start_level(T0, users=1)
+    # 40 s: one request a second, right for the first 20 s, wrong afterwards
+    rows = [
+        row(i, f"s{i % 10}", T0 + i + 0.5, prediction=str(labels[i % 10] if i < 20 else labels[i % 10] + 1))
+        for i in range(40)
+    ]
+    live.add(rows, [(1, "", "", "")] * len(rows))
+    now = T0 + 40.0
+    ten, thirty = live.window_summary(10, now=now), live.window_summary(30, now=now)
+    assert (ten["n"], ten["accuracy"]) == (10, 0.0)
+    assert thirty["n"] == 30
+    assert thirty["accuracy"] == pytest.approx(10 / 30)
+    assert ten["throughput_rps"] == pytest.approx(1.0)
+    # the time series: accuracy over the 10 s up to each second falls from 1 to 0 between 20 s and 30 s
+    series = live.series(now=now)
+    assert series[0]["t"] == pytest.approx(1.0)
+    assert [p["accuracy"] for p in series if p["t"] in (20.0, 25.0, 30.0)] == [1.0, 0.5, 0.0]
+
+
+def test_without_stages_levels_follow_the_user_count() -> None:
+    ids, labels = labelled()
+    live = LiveQuality(ids, labels, t_start=T0)
+    live.start_level(T0, users=2)
+    live.start_level(T0 + 10, users=5)
+    rows = [row(i, "s1", T0 + t, prediction="1") for i, t in enumerate([1.0, 9.9, 10.1, 12.0, 15.0])]
+    live.add(rows, [(2, "", "", "")] * len(rows))
+    first, second = live.levels(now=T0 + 20)
+    assert (first["users"], first["n"], first["done"]) == (2, 2, True)
+    assert (second["users"], second["n"], second["done"]) == (5, 3, False)
+    assert second["duration_s"] == pytest.approx(10.0)
+
+
+def test_a_prediction_the_analysis_cannot_compare_counts_as_wrong_and_is_reported() -> None:
+    ids, labels = labelled()
+    live = LiveQuality(ids, labels, t_start=T0)
+    rows = [row(1, "s1", T0, prediction='{"class": 1}'), row(2, "s1", T0, prediction="1")]
+    live.add(rows, [(1, "", "", "")] * 2)
+    summary = live.stage_summary(0, now=T0 + 1)
+    assert (summary["n_scored"], summary["n_correct"]) == (2, 1)
+    assert len(live.problems) == 1
+    assert "cannot be compared as a class label" in live.problems[0]
+
+
+def test_regression_has_no_accuracy_but_goodput_counts_answers_within_the_slo() -> None:
+    live = LiveQuality(["a", "b"], [0.37, 12.5], slo_latency_ms=50, t_start=T0)
+    assert live.task == "classification"  # two distinct floats look like classes; the scenario can say otherwise
+    live = LiveQuality(["a", "b"], [0.37, 12.5], task="regression", slo_latency_ms=50, t_start=T0)
+    rows = [row(1, "a", T0, prediction="0.4", latency_ms=10), row(2, "b", T0, prediction="12", latency_ms=80)]
+    live.add(rows, [(1, "", "", "")] * 2)
+    summary = live.stage_summary(0, now=T0 + 1)
+    assert summary["accuracy"] is None
+    assert summary["effective_accuracy"] is None
+    assert summary["goodput_rps"] == pytest.approx(1.0)
+    json.dumps(live.snapshot(now=T0 + 1), allow_nan=False)
+
+
+def test_text_answers_must_match_exactly() -> None:
+    live = LiveQuality(["a", "b"], ["the cat sat", "a dog ran"], t_start=T0)
+    assert live.task == "text"
+    rows = [row(1, "a", T0, prediction='"the cat sat"'), row(2, "b", T0, prediction='"A dog ran."')]
+    live.add(rows, [(1, "", "", "")] * 2)
+    assert live.stage_summary(0, now=T0 + 1)["accuracy"] == 0.5
+
+
+def test_cost_per_row_does_not_grow_with_the_run() -> None:
+    ids = [str(i) for i in range(2000)]
+    labels = [i % 10 for i in range(2000)]
+    live = LiveQuality(ids, labels, slo_latency_ms=100, t_start=T0)
+    rng = random.Random(0)
+    batches = []
+    for b in range(60):  # 60 batches of 2000 rows over 60 s
+        batch = [
+            row(b * 2000 + i, ids[rng.randrange(2000)], T0 + b + i / 2000, prediction=str(rng.randrange(10)))
+            for i in range(2000)
+        ]
+        batches.append((batch, [(8, 0, 8, "")] * len(batch)))
+    live.start_level(T0, users=8, index=0)
+    timings = []
+    for batch, stamps in batches:
+        started = time.perf_counter()
+        live.add(batch, stamps)
+        timings.append(time.perf_counter() - started)
+    early, late = sorted(timings[:20])[10], sorted(timings[-20:])[10]
+    assert late < 3 * early + 0.002, (early, late)
+    # a few microseconds a row: far below what one Locust master receives per second
+    assert sum(timings) / 120_000 < 50e-6
+    assert live.rows == 120_000
+    assert not math.isnan(live.stage_summary(0, now=T0 + 60)["p95_ms"])
