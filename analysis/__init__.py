@@ -9,7 +9,7 @@ from analysis.degradation import Knee, degradation_table, find_knee, load_order
 from analysis.errors import AnalysisInputError
 from analysis.html_report import CHART_CAPTIONS, render_html, write_html
 from analysis.io import RunData, load_run, read_records, read_run_info, read_truth
-from analysis.join import JoinSummary, infer_task, join_truth, label_key, normalise_text, prediction_key
+from analysis.join import NO_ANSWER, JoinSummary, infer_task, join_truth, label_key, normalise_text, prediction_key
 from analysis.levels import assign_levels, inflight_concurrency
 from analysis.metrics import (
     classification_metrics,
@@ -45,6 +45,7 @@ from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_pro
 
 __all__ = [
     "CHART_CAPTIONS",
+    "NO_ANSWER",
     "RULE_METRICS",
     "AnalysisInputError",
     "JoinSummary",

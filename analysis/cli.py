@@ -204,6 +204,9 @@ def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
     if counts.n_without_truth:
         examples = ", ".join(counts.without_truth_examples)
         print(f"warning: {counts.n_without_truth} records have no label (e.g. {examples}); left out of quality")
+    if counts.n_no_answer:
+        what = "left out of MAE, RMSE and R²" if summary.task == "regression" else "counted as wrong answers"
+        print(f"note: {counts.n_no_answer} successful responses held no answer (null); {what}")
     if summary.n_records_without_level:
         print(f"note: {summary.n_records_without_level} records were sent outside every stage; left out of levels")
     print()

@@ -22,7 +22,16 @@ import pandas as pd
 
 from analysis.errors import AnalysisInputError
 
-__all__ = ["TASKS", "JoinSummary", "infer_task", "join_truth", "label_key", "normalise_text", "prediction_key"]
+__all__ = [
+    "NO_ANSWER",
+    "TASKS",
+    "JoinSummary",
+    "infer_task",
+    "join_truth",
+    "label_key",
+    "normalise_text",
+    "prediction_key",
+]
 
 Task = Literal["classification", "regression", "text"]
 TASKS: tuple[str, ...] = ("classification", "regression", "text")
@@ -30,6 +39,11 @@ TASKS: tuple[str, ...] = ("classification", "regression", "text")
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _FLOAT_RE = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 _EXAMPLES = 5
+
+#: ``y_pred`` of a successful response that holds no answer (JSON ``null``, e.g. an LLM reply in which the
+#: protocol's answer pattern found nothing). It is a wrong answer, never a class of its own: it matches no label,
+#: and the macro averages leave it out of their classes. Regression keeps NaN instead.
+NO_ANSWER = "<no answer>"
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,9 @@ class JoinSummary:
     """Labelled samples in the ground truth."""
     n_truth_never_sent: int
     """Labelled samples never requested during the run."""
+    n_no_answer: int = 0
+    """Successful, labelled responses whose prediction is ``null`` (no answer): wrong for classification and text;
+    left out of MAE/RMSE/R² for regression."""
     assumptions: list[str] = field(default_factory=list)
     """Interpretations made while comparing (e.g. probability vectors scored by argmax)."""
 
@@ -193,6 +210,13 @@ def _check_comparable(y_true: pd.Series, y_pred: pd.Series) -> None:
         )
 
 
+def _is_null(value: Any) -> bool:
+    """JSON ``null`` (or ``[null]``): the endpoint answered, but with no answer."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value is None
+
+
 def _to_float(value: Any, *, side: str) -> float:
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
@@ -268,6 +292,8 @@ def join_truth(
         The records plus ``label`` (as stored), ``has_truth``, ``y_true`` and
         ``y_pred`` (canonical: class keys, floats or text), ``correct``
         (nullable boolean: errors are ``False``; ``NA`` without truth and for
+        regression), ``no_answer`` (successful and labelled, but the
+        prediction was ``null``; its ``y_pred`` is :data:`NO_ANSWER`, NaN for
         regression) and, for text, ``correct_normalised``.
     summary : JoinSummary
         Counts of records without truth and truth ids never sent.
@@ -323,20 +349,25 @@ def join_truth(
         pred_keys = np.array(
             [keys(v, side="prediction") if u else None for v, u in zip(decoded, used, strict=True)], dtype=object
         )
+        # a used prediction without a key is null: keep it as a wrong answer, not a hole scikit-learn cannot sort
+        pred_keys[used & np.array([k is None for k in pred_keys], dtype=bool)] = NO_ANSWER
         if keys.argmax_used:
             assumptions.append("list predictions were scored as probability vectors: class = argmax index")
         y_true = _gather(label_keys, positions, has_truth)
         y_pred = _gather(pred_keys, codes, scorable)
         # the distinct keys in order of first appearance say as much as every scored row
+        answered_keys = pred_keys[pd.unique(codes[scorable])]
         _check_comparable(
             pd.Series(label_keys[pd.unique(positions[scorable])], dtype=object),
-            pd.Series(pred_keys[pd.unique(codes[scorable])], dtype=object),
+            pd.Series(answered_keys[answered_keys != NO_ANSWER], dtype=object),
         )
         # compare integer codes of the keys, not millions of strings: equal codes mean equal keys
         key_codes = pd.factorize(np.concatenate([label_keys, pred_keys]), use_na_sentinel=False)[0]
         label_codes, pred_codes = key_codes[: len(label_keys)], key_codes[len(label_keys) :]
         match = np.zeros(len(records), dtype=bool)
         match[scorable] = label_codes[positions[scorable]] == pred_codes[codes[scorable]]
+        null_codes = np.asarray(pred_keys == NO_ANSWER, dtype=bool)
+        match[null_codes[codes] & (codes >= 0)] = False  # even against a label that reads "<no answer>"
         joined["y_true"] = y_true
         joined["y_pred"] = y_pred
         joined["correct"] = pd.array(np.where(has_truth, match, False), dtype="boolean")
@@ -345,8 +376,12 @@ def join_truth(
         label_floats = np.array([_to_float(v, side="label") for v in labels_obj], dtype=float)
         used = np.zeros(len(uniques), dtype=bool)
         used[codes[scorable & (codes >= 0)]] = True
+        null_codes = np.array([_is_null(v) for v in decoded], dtype=bool)
         pred_floats = np.array(
-            [_to_float(v, side="prediction") if u else np.nan for v, u in zip(decoded, used, strict=True)],
+            [
+                _to_float(v, side="prediction") if u and not null else np.nan
+                for v, u, null in zip(decoded, used, null_codes, strict=True)
+            ],
             dtype=float,
         )
         y_true_f = _gather(label_floats, positions, has_truth)
@@ -356,7 +391,14 @@ def join_truth(
         joined["correct"] = pd.array([pd.NA] * len(records), dtype="boolean")
     else:
         label_text = np.array([str(v) for v in labels_obj], dtype=object)
-        pred_text = np.array([v if isinstance(v, str) else json.dumps(v) for v in decoded], dtype=object)
+        null_codes = np.array([_is_null(v) for v in decoded], dtype=bool)
+        pred_text = np.array(
+            [
+                NO_ANSWER if null else v if isinstance(v, str) else json.dumps(v)
+                for v, null in zip(decoded, null_codes, strict=True)
+            ],
+            dtype=object,
+        )
         y_true = _gather(label_text, positions, has_truth)
         y_pred = _gather(pred_text, codes, scorable)
         # compare codes of the distinct texts (and of their normalised forms), never text row by row
@@ -367,6 +409,7 @@ def join_truth(
         lenient = np.zeros(len(records), dtype=bool)
         for out, shared in ((exact, exact_codes), (lenient, lenient_codes)):
             out[scorable] = shared[: len(label_text)][positions[scorable]] == shared[len(label_text) :][codes[scorable]]
+            out[null_codes[codes] & (codes >= 0)] = False
         joined["y_true"] = y_true
         joined["y_pred"] = y_pred
         for name, values in (("correct", exact), ("correct_normalised", lenient)):
@@ -374,6 +417,14 @@ def join_truth(
             column[~has_truth] = pd.NA
             joined[name] = column
 
+    no_answer = scorable & null_codes[codes]
+    joined["no_answer"] = no_answer
+    n_no_answer = int(no_answer.sum())
+    if n_no_answer:
+        assumptions.append(
+            f"{n_no_answer} successful responses held no answer (null): "
+            + ("left out of MAE, RMSE and R²" if resolved == "regression" else "counted as wrong answers")
+        )
     sent = pd.Index(sent_ids)
     missing_ids = np.asarray(sent_ids, dtype=object)[pd.unique(id_codes[~has_truth])]
     summary = JoinSummary(
@@ -385,6 +436,7 @@ def join_truth(
         without_truth_examples=[str(s) for s in missing_ids[:_EXAMPLES]],
         n_truth=len(truth),
         n_truth_never_sent=int((~label_by_id.index.isin(sent)).sum()),
+        n_no_answer=n_no_answer,
         assumptions=assumptions,
     )
     if summary.n_with_truth == 0:
@@ -424,7 +476,8 @@ def prediction_key(prediction: str, *, task: str) -> Any:
     """One successful response's prediction (JSON text, as recorded) in the form :func:`join_truth` compares.
 
     Raises :class:`AnalysisInputError` when it cannot be compared (e.g. an object
-    for a class label), as :func:`join_truth` does.
+    for a class label), as :func:`join_truth` does. A ``null`` prediction is
+    :data:`NO_ANSWER` (NaN for regression): it equals no label.
 
     Examples
     --------
@@ -432,9 +485,13 @@ def prediction_key(prediction: str, *, task: str) -> Any:
     '1'
     >>> prediction_key("[2.5]", task="regression")
     2.5
+    >>> prediction_key("null", task="classification"), prediction_key("null", task="regression")
+    ('<no answer>', nan)
     """
     _check_task(task)
     value = _decode(prediction)
+    if _is_null(value):
+        return float("nan") if task == "regression" else NO_ANSWER
     if task == "classification":
         return _ClassKeys()(value, side="prediction")
     if task == "regression":

@@ -24,7 +24,7 @@ from sklearn.metrics import (
 from tqdm.auto import tqdm
 
 from analysis.errors import AnalysisInputError
-from analysis.join import TASKS, normalise_text
+from analysis.join import NO_ANSWER, TASKS, normalise_text
 from analysis.levels import inflight_concurrency
 from analysis.stats import wilson_interval
 
@@ -52,12 +52,12 @@ def _nan_dict(keys: list[str]) -> dict[str, float]:
 
 
 def sorted_classes(values: Any) -> list[str]:
-    """Class keys in natural order: numerically when they are all numbers.
+    """Class keys in natural order: numerically when they are all numbers; :data:`~analysis.join.NO_ANSWER` last.
 
     Examples
     --------
-    >>> sorted_classes(["10", "2", "1"])
-    ['1', '2', '10']
+    >>> sorted_classes(["10", "2", "<no answer>", "1"])
+    ['1', '2', '10', '<no answer>']
     >>> sorted_classes(["dog", "cat"])
     ['cat', 'dog']
     """
@@ -66,10 +66,12 @@ def sorted_classes(values: Any) -> list[str]:
         values.to_numpy(dtype=object) if isinstance(values, pd.Series | pd.Index) else np.asarray(values, dtype=object)
     )
     unique = sorted({str(v) for v in pd.unique(array.ravel()) if v is not None and v == v})
+    last = [NO_ANSWER] if NO_ANSWER in unique else []
+    unique = [v for v in unique if v != NO_ANSWER]
     try:
-        return sorted(unique, key=float)
+        return sorted(unique, key=float) + last
     except ValueError:
-        return unique
+        return unique + last
 
 
 def classification_metrics(
@@ -78,6 +80,9 @@ def classification_metrics(
     """Accuracy, balanced accuracy and macro/weighted precision, recall and F1 (scikit-learn).
 
     Classes never predicted get precision 0 (scikit-learn's ``zero_division=0``).
+    A response without an answer (:data:`~analysis.join.NO_ANSWER`) is wrong:
+    it misses its true class, but is not a class of its own in the macro and
+    weighted averages.
 
     Parameters
     ----------
@@ -96,6 +101,8 @@ def classification_metrics(
     (0.75, 0.75, 0.7333)
     >>> classification_metrics(["a", "a", "b"], ["a", "b", "b"], sample_weight=[1, 1, 2]) == m
     True
+    >>> classification_metrics(["a", "b"], ["a", "<no answer>"])["recall_macro"]
+    0.5
     """
     keys = [
         "accuracy",
@@ -114,9 +121,11 @@ def classification_metrics(
         # A level where every answer is one class is a legitimate (if grim) result.
         warnings.filterwarnings("ignore", message="A single label was found")
         out["balanced_accuracy"] = float(balanced_accuracy_score(yt, yp, sample_weight=weight))
+    # every class seen on either side, as scikit-learn would take them, except "no answer"
+    labels = [c for c in pd.unique(np.concatenate([yt, yp])) if c != NO_ANSWER]
     for average in ("macro", "weighted"):
         precision, recall, f1, _ = precision_recall_fscore_support(
-            yt, yp, average=average, zero_division=0.0, sample_weight=weight
+            yt, yp, labels=labels, average=average, zero_division=0.0, sample_weight=weight
         )
         out[f"precision_{average}"] = float(precision)
         out[f"recall_{average}"] = float(recall)
@@ -127,13 +136,20 @@ def classification_metrics(
 def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
     """MAE, RMSE and R² (scikit-learn); R² is NaN with fewer than two samples.
 
+    A NaN prediction is a response without an answer: it is left out (counted
+    as ``n_no_answer`` by :func:`level_table`), since no error can be measured.
+
     Examples
     --------
     >>> regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
     {'mae': 0.3333333333333333, 'rmse': 0.5773502691896257, 'r2': 0.5}
+    >>> regression_metrics([1.0, 2.0, 3.0, 9.0], [1.0, 2.0, 4.0, float("nan")])["mae"]
+    0.3333333333333333
     """
     yt = np.asarray(y_true, dtype=float)
     yp = np.asarray(y_pred, dtype=float)
+    answered = ~np.isnan(yp)
+    yt, yp = yt[answered], yp[answered]
     if len(yt) == 0:
         return _nan_dict(["mae", "rmse", "r2"])
     r2 = float(r2_score(yt, yp)) if len(yt) >= 2 and np.ptp(yt) > 0 else float("nan")
@@ -143,18 +159,23 @@ def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str
 def text_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
     """Exact match and normalised match (case, punctuation and spacing ignored).
 
+    No answer (:data:`~analysis.join.NO_ANSWER`) matches nothing, whatever the label says.
+
     Examples
     --------
-    >>> text_metrics(["The cat.", "a dog"], ["the cat", "a dog"])
-    {'exact_match': 0.5, 'normalised_match': 1.0}
+    >>> text_metrics(["The cat.", "a dog", "no answer"], ["the cat", "a dog", "<no answer>"])
+    {'exact_match': 0.3333333333333333, 'normalised_match': 0.6666666666666666}
     """
     yt = [str(v) for v in np.asarray(y_true, dtype=object)]
     yp = [str(v) for v in np.asarray(y_pred, dtype=object)]
     if not yt:
         return _nan_dict(["exact_match", "normalised_match"])
+    # "no answer" becomes a text no label can be, after normalisation too
+    unmatched = "\x00"
+    lenient_pred = [unmatched if p == NO_ANSWER else normalise_text(p) for p in yp]
     return {
-        "exact_match": float(accuracy_score(yt, yp)),
-        "normalised_match": float(accuracy_score([normalise_text(t) for t in yt], [normalise_text(p) for p in yp])),
+        "exact_match": float(accuracy_score(yt, [unmatched if p == NO_ANSWER else p for p in yp])),
+        "normalised_match": float(accuracy_score([normalise_text(t) for t in yt], lenient_pred)),
     }
 
 
@@ -290,7 +311,10 @@ def level_table(
         ``error_rate`` and ``error_rate_<kind>``, latency ``p50_ms`` ...
         ``max_ms`` over successful responses, ``goodput_rps`` (correct answers
         within the SLO per second; for regression: successful answers within
-        the SLO), then task metrics (scikit-learn) and ``recall[<class>]``.
+        the SLO), ``n_no_answer`` and ``no_answer_rate`` (successful, labelled
+        responses whose prediction was ``null``: wrong answers; for regression
+        left out of MAE/RMSE/R² and of goodput), then task metrics
+        (scikit-learn) and ``recall[<class>]``.
 
     Examples
     --------
@@ -323,6 +347,12 @@ def level_table(
     )
     y_true_all = joined["y_true"].to_numpy()
     y_pred_all = joined["y_pred"].to_numpy()
+    if "no_answer" in joined.columns:
+        no_answer_all = joined["no_answer"].to_numpy(dtype=bool)
+    elif task == "regression":
+        no_answer_all = np.isnan(y_pred_all.astype(float))
+    else:
+        no_answer_all = np.asarray(y_pred_all == NO_ANSWER, dtype=bool)
     kind_codes, kind_index = pd.factorize(joined["error_kind"].astype(str))
     kind_values = np.asarray(kind_index, dtype=object)
     classes = sorted_classes(y_true_all[has_truth_all]) if task == "classification" else []
@@ -389,10 +419,13 @@ def level_table(
         for kind in kinds + extra_kinds:
             count = failures[code_of_kind[kind]] if kind in code_of_kind else 0
             row[f"error_rate_{kind}"] = float(count / n) if n else np.nan
+        no_answer = no_answer_all[positions] & scored
+        row["n_no_answer"] = int(no_answer.sum())
+        row["no_answer_rate"] = row["n_no_answer"] / n_scored if n_scored else np.nan
         latency = latency_all[positions]
         row.update(latency_percentiles(latency[ok]))
         within = latency <= slo_latency_ms if slo_latency_ms is not None else np.ones(n, dtype=bool)
-        good = (ok & within) if task == "regression" else (correct & scored & within)
+        good = (ok & ~no_answer & within) if task == "regression" else (correct & scored & within)
         row["goodput_rps"] = float(good.sum()) / duration
         if pairs is not None:
             y_true, y_pred, weight = pairs.counts(positions[scored])
