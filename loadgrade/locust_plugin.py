@@ -626,6 +626,7 @@ class Controller:
                         response_bytes=meta["response_length"] or 0,
                         pass_number=pass_number,
                         t_scheduled=t_scheduled,
+                        usage=outcome.usage,
                     )
                 )
                 if outcome.ok:

@@ -30,6 +30,8 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "response_bytes",  # size of the reply body
     "pass",  # 1-based pass over the dataset
     "t_scheduled",  # open model (load kind "rate"): when the arrival was due; t_sent - t_scheduled is the lag
+    "prompt_tokens",  # LLM servers: token counts from the reply's usage, when it reports them
+    "completion_tokens",
     "users_active",  # users running across all workers when the request was sent (stamped by the master)
     "stage",  # 0-based load stage when the load has stages, else empty (stamped by the master)
     "target_users",  # the stage's target user count (stamped by the master)
@@ -57,6 +59,7 @@ def worker_row(
     response_bytes: int,
     pass_number: int,
     t_scheduled: float | None = None,
+    usage: tuple[int, int] | None = None,
 ) -> list[Any]:
     """One request as shipped from a worker: plain values in :data:`WORKER_COLUMNS` order.
 
@@ -65,7 +68,7 @@ def worker_row(
     >>> worker_row(request_id="0-1", sample_id="a", worker_index=0, user_id=3, t_sent=1.5000004, latency_ms=2.25,
     ...            status_code=200, ok=True, error_kind="", error="", prediction="7", response_bytes=10,
     ...            pass_number=1)
-    ['0-1', 'a', 0, 3, 1.5, 2.25, 200, True, '', '', '7', 10, 1, '']
+    ['0-1', 'a', 0, 3, 1.5, 2.25, 200, True, '', '', '7', 10, 1, '', '', '']
     """
     return [
         request_id,
@@ -82,7 +85,12 @@ def worker_row(
         response_bytes,
         pass_number,
         "" if t_scheduled is None else round(t_scheduled, 6),
+        *(("", "") if usage is None else (_count(usage[0]), _count(usage[1]))),
     ]
+
+
+def _count(n: int) -> int | str:
+    return n if n >= 0 else ""
 
 
 @dataclass

@@ -26,6 +26,7 @@ class Outcome:
     error_kind: ErrorKind = ""
     error: str = ""
     prediction: str = ""
+    usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens) when the reply reported them
 
 
 def classify_exception(exc: BaseException) -> ErrorKind:
@@ -58,7 +59,7 @@ def interpret_response(
 
     >>> from loadgrade.protocols import FlaskPredictProtocol
     >>> interpret_response(FlaskPredictProtocol(), status_code=200, content=b'{"output_data": [3]}', exception=None)
-    Outcome(ok=True, error_kind='', error='', prediction='3')
+    Outcome(ok=True, error_kind='', error='', prediction='3', usage=None)
     >>> interpret_response(FlaskPredictProtocol(), status_code=503, content=b'busy', exception=None).error
     'HTTP 503: busy'
     """
@@ -78,4 +79,4 @@ def interpret_response(
         prediction = protocol.extract(payload)
     except ExtractionError as exc:
         return Outcome(False, "extract", str(exc))
-    return Outcome(True, prediction=dumps(prediction))
+    return Outcome(True, prediction=dumps(prediction), usage=protocol.usage(payload))

@@ -125,5 +125,9 @@ class ProtocolBase(BaseModel):
         """The prediction in a decoded JSON reply; raises :class:`ExtractionError` when it is not there."""
         raise NotImplementedError
 
+    def usage(self, payload: Any) -> tuple[int, int] | None:
+        """``(prompt_tokens, completion_tokens)`` when the reply reports them (LLM servers); None otherwise."""
+        return None
+
     def check_fields(self, fields: Sequence[str]) -> None:
         """Raise ValueError if the preset refers to dataset fields that do not exist (checked at load time)."""

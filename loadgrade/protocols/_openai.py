@@ -129,6 +129,12 @@ class OpenAIBase(ProtocolBase):
             raise ExtractionError(f"expected 'choices' to hold at least one object, got {describe(choices)}")
         return choices[0]
 
+    def usage(self, payload: Any) -> tuple[int, int] | None:
+        counts = usage_counts(payload)
+        if counts is None:
+            return None
+        return counts.get("prompt_tokens", -1), counts.get("completion_tokens", -1)
+
     def answer(self, text: str) -> Any:
         """Reduce the model's text to the answer compared with the label.
 

@@ -49,6 +49,11 @@ def test_preset_predictions_equal_offline_predict(
     assert {sid: int(p) for sid, p in got.items()} == offline
     if kind.startswith("openai"):
         assert all(isinstance(p, str) for p in got.values())
+        # the server reports usage: its token counts are recorded with every answer
+        assert (records["prompt_tokens"].astype(int) > 0).all()
+        assert (records["completion_tokens"].astype(int) > 0).all()
+    else:
+        assert (records["prompt_tokens"] == "").all()
     if kind == "python":  # run.json spells the options as the scenario file does
         assert run.info["scenario"]["protocol"] == {
             "kind": "python",
