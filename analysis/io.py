@@ -2,7 +2,7 @@
 
 The record schema is the data contract written by ``loadgrade.recording``. Later
 versions may append columns, so extra columns are kept and never an error;
-``stage`` and ``target_users`` are optional.
+``stage``, ``target_users``, ``t_scheduled`` and ``target_rps`` are optional.
 """
 
 from __future__ import annotations
@@ -52,10 +52,12 @@ REQUIRED_COLUMNS: dict[str, pa.DataType] = {
     "pass": pa.int64(),
 }
 
-#: Columns that may be absent (runs without stages) or empty per row.
+#: Columns that may be absent (older runs, runs without stages) or empty per row.
 OPTIONAL_COLUMNS: dict[str, pa.DataType] = {
     "stage": pa.int64(),
     "target_users": pa.int64(),
+    "t_scheduled": pa.float64(),  # open model: when the arrival was due (epoch seconds)
+    "target_rps": pa.float64(),  # open model: the stage's target arrival rate
 }
 
 # Files above this size get a progress bar (when stderr is a terminal).
@@ -131,7 +133,8 @@ def read_records(path: str | os.PathLike[str], *, progress: bool | None = None) 
     pandas.DataFrame
         One row per request. ``error_kind``, ``error`` and ``prediction`` are
         strings (empty when absent); ``stage`` and ``target_users`` are
-        nullable ``Int64`` when present; extra columns are kept.
+        nullable ``Int64`` and ``t_scheduled`` and ``target_rps`` ``float64``
+        (NaN when empty) when present; extra columns are kept.
 
     Raises
     ------
@@ -189,8 +192,8 @@ def read_records(path: str | os.PathLike[str], *, progress: bool | None = None) 
     # self_destruct frees each Arrow column once converted, so the file is not held twice at the peak
     frame = table.to_pandas(self_destruct=True, split_blocks=True, memory_pool=pool)
     del table
-    for name in OPTIONAL_COLUMNS:
-        if name in frame.columns:
+    for name, dtype in OPTIONAL_COLUMNS.items():
+        if name in frame.columns and dtype == pa.int64():
             frame[name] = frame[name].astype("Int64")
     for name in ("t_sent", "latency_ms"):
         if frame[name].isna().any():

@@ -207,3 +207,30 @@ def test_infer_task_float_labels_few_values_are_classes():
 def test_truth_file_relative_path(tmp_path: Path):
     (tmp_path / "t.csv").write_text("id,label\n1,2\n")
     assert read_truth(tmp_path / "t.csv")["label"].tolist() == [2]
+
+
+def test_open_model_columns_are_floats_and_may_be_empty(tmp_path):
+    records, _, _ = synth_run([Level(2, 4)])
+    records["t_scheduled"] = ["1795000000.25", "", "1795000001", ""]
+    records["target_rps"] = ["50", "", "50.5", ""]
+    records.to_csv(tmp_path / "records.csv", index=False)
+    frame = read_records(tmp_path / "records.csv", progress=False)
+    assert frame["t_scheduled"].dtype == np.float64
+    assert frame["target_rps"].dtype == np.float64
+    assert frame["t_scheduled"].isna().tolist() == [False, True, False, True]
+    assert frame["target_rps"].iloc[2] == 50.5
+    # a closed-model run: the columns exist and are empty throughout, still floats
+    records["t_scheduled"] = ""
+    records["target_rps"] = ""
+    records.to_csv(tmp_path / "records.csv", index=False)
+    frame = read_records(tmp_path / "records.csv", progress=False)
+    assert frame["t_scheduled"].dtype == np.float64
+    assert frame["target_rps"].isna().all()
+
+
+def test_open_model_column_with_text_is_named(tmp_path):
+    records, _, _ = synth_run([Level(2, 2)])
+    records["t_scheduled"] = ["soon", "1795000000.5"]
+    records.to_csv(tmp_path / "records.csv", index=False)
+    with pytest.raises(AnalysisInputError, match="column 't_scheduled'"):
+        read_records(tmp_path / "records.csv", progress=False)
