@@ -33,6 +33,7 @@ from loadgrade.errors import ScenarioError
 from loadgrade.ledger import WorkerLedger
 from loadgrade.protocols import ProtocolBase
 from loadgrade.recording import WORKER_COLUMNS, LoadTimeline, RecordWriter, worker_row
+from loadgrade.resources import ResourceSampler
 from loadgrade.responses import interpret_response
 from loadgrade.runinfo import default_run_dir, run_info, write_run_info
 from loadgrade.scenario import Scenario, load_scenario
@@ -110,6 +111,18 @@ class RunSession:
         self.extra: dict[str, Any] = {}  # more for run.json (e.g. a capacity search's outcome)
         self._write_info(t_end=None, locust_requests=None, locust_failures=None)
         self._flusher = gevent.spawn(self._flush_forever)
+        self._resources: gevent.Greenlet | None = None
+        if scenario.resources is not None:
+            sampler = ResourceSampler(scenario.resources, run_dir / "resources.csv")
+            self._resources = gevent.spawn(self._sample_resources, sampler)
+
+    def _sample_resources(self, sampler: ResourceSampler) -> None:
+        try:
+            while not self.writer.closed:
+                sampler.sample()
+                gevent.sleep(sampler.spec.interval_s)
+        finally:
+            sampler.close()
 
     @property
     def workers(self) -> set[str]:
@@ -146,6 +159,8 @@ class RunSession:
         self.timeline.close(t_end)
         self.writer.close()
         self._flusher.kill(block=False)
+        if self._resources is not None:
+            self._resources.kill(block=True)
         total = environment.stats.total
         self._write_info(t_end=t_end, locust_requests=total.num_requests, locust_failures=total.num_failures)
         mismatch = (

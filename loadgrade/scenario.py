@@ -31,6 +31,7 @@ from pydantic import (
 from loadgrade.dataset import FORMAT_BY_SUFFIX, Dataset, DatasetFormat, Order, load_dataset
 from loadgrade.errors import Problem, ScenarioError
 from loadgrade.protocols import Protocol
+from loadgrade.resources import ResourcesSpec
 from loadgrade.shapes import Load
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -134,6 +135,7 @@ class Scenario(_Strict):
     dataset: DatasetSpec
     load: Load
     slo: Slo | None = None
+    resources: ResourcesSpec | None = None
     output: Output = Output()
 
     @model_validator(mode="after")

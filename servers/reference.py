@@ -199,6 +199,25 @@ class _Service:
             }
         )
 
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """The counters in Prometheus' text format, as model servers expose them (for loadgrade's resource sampler)."""
+        stats = self.stats
+        lines = [
+            "# HELP reference_requests_total Predict requests received.",
+            "# TYPE reference_requests_total counter",
+            f"reference_requests_total {stats.requests}",
+            "# HELP reference_answers_total Answers by model tier.",
+            "# TYPE reference_answers_total counter",
+            *(
+                f'reference_answers_total{{tier="{tier}"}} {getattr(stats, tier)}'
+                for tier in ("primary", "cheap", "fallback", "rejected")
+            ),
+            "# HELP reference_in_flight Predict requests being answered now (the server's queue).",
+            "# TYPE reference_in_flight gauge",
+            f"reference_in_flight {stats.in_flight}",
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
     async def predict_batch(self, request: Request) -> Response:
         return await self._predict(request, request.query_params.get("model", "digits"), batch=True)
 
@@ -407,6 +426,7 @@ def create_app(config: ServerConfig, models: ModelSet | None = None) -> Starlett
         routes=[
             Route("/health", service.health, methods=["GET"]),
             Route("/stats", service.stats_endpoint, methods=["GET"]),
+            Route("/metrics", service.metrics_endpoint, methods=["GET"]),
             Route("/predict", service.predict_batch, methods=["POST"]),
             Route("/v1/models/{model}/predict", service.predict_one, methods=["POST"]),
             # open-inference-v2 (KServe v2, MLServer, Triton)
