@@ -70,8 +70,8 @@ def parse_prometheus(text: str, keep: Iterable[str] = ()) -> list[tuple[str, flo
             continue
         counter = family.type == "counter"
         for sample in family.samples:
-            if counter and not sample.name.endswith("_total"):
-                continue  # _created timestamps of counters are not consumption
+            if sample.name.endswith("_created"):
+                continue  # when a counter was created: a timestamp, not consumption
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             samples.append((f"{sample.name}{{{labels}}}" if labels else sample.name, float(sample.value), counter))
     return samples

@@ -12,8 +12,8 @@ import pytest
 from loadgrade.resources import RESOURCE_COLUMNS, ResourceSampler, ResourcesSpec, parse_prometheus
 
 TEXT = """\
-# HELP served Requests.
-# TYPE served counter
+# HELP served_total Requests.
+# TYPE served_total counter
 served_total{model="a"} 10
 served_created{model="a"} 1.7e9
 # TYPE queue gauge
