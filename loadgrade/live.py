@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import AnalysisInputError, infer_task, label_key, prediction_key, wilson_interval
+from analysis import NO_ANSWER, AnalysisInputError, infer_task, label_key, prediction_key, wilson_interval
 from analysis.metrics import ERROR_KINDS
 from loadgrade.recording import WORKER_COLUMNS
 
@@ -59,6 +59,7 @@ class _Tally:
     n_scored: int = 0
     n_correct: int = 0
     n_good: int = 0
+    n_no_answer: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     latencies: array[float] = field(default_factory=lambda: array("d"))
     users: int | None = None  # seconds only: the users active when the last of its requests was sent
@@ -70,6 +71,7 @@ class _Tally:
         self.n_scored += other.n_scored
         self.n_correct += other.n_correct
         self.n_good += other.n_good
+        self.n_no_answer += other.n_no_answer
         self.errors.update(other.errors)
         self.latencies.extend(other.latencies)
 
@@ -212,14 +214,25 @@ class LiveQuality:
             label = label_of.get(str(row[_SAMPLE_ID]), _MISSING)
             has_truth = label is not _MISSING
             ok = bool(row[_OK])
-            correct = good = False
+            correct = good = no_answer = False
             if ok:
-                if has_truth and scores:
+                within = slo is None or latency <= slo
+                if has_truth:
                     prediction = self._prediction_key(str(row[_PREDICTION]))
-                    correct = prediction is not _UNSCORABLE and label is not _UNSCORABLE and prediction == label
-                    good = correct and (slo is None or latency <= slo)
+                    # a null prediction is no answer: wrong (classification, text), no error to measure (regression)
+                    no_answer = prediction == NO_ANSWER if scores else prediction != prediction
+                    if scores:
+                        correct = (
+                            not no_answer
+                            and prediction is not _UNSCORABLE
+                            and label is not _UNSCORABLE
+                            and prediction == label
+                        )
+                        good = correct and within
+                    else:
+                        good = within and not no_answer
                 elif not scores:
-                    good = slo is None or latency <= slo
+                    good = within
             for tally in (level.tally, bucket):
                 tally.n += 1
                 if has_truth:
@@ -235,6 +248,8 @@ class LiveQuality:
                     tally.n_correct += 1
                 if good:
                     tally.n_good += 1
+                if no_answer:
+                    tally.n_no_answer += 1
             self.rows += 1
 
     def _level_for(self, t_sent: float, stage: Any, stamp: Sequence[Any]) -> _Level:
@@ -299,6 +314,8 @@ class LiveQuality:
             "effective_accuracy_low": effective_low,
             "effective_accuracy_high": effective_high,
             "error_rate": _fraction(n - tally.n_ok, n),
+            "n_no_answer": tally.n_no_answer,
+            "no_answer_rate": _fraction(tally.n_no_answer, tally.n_scored),
         }
         kinds = list(ERROR_KINDS) + sorted(set(tally.errors) - set(ERROR_KINDS) - {""})
         for kind in kinds:
@@ -313,11 +330,11 @@ class LiveQuality:
         """Figures of one level (a stage index, or the n-th user count without a shape), as plain values.
 
         Keys: ``level``, ``kind`` ("stage" or "users"), ``users``, ``rate``, ``t_start``, ``t_end`` (None while it
-        runs), ``duration_s``, ``done``,
-        ``n``, ``n_ok``, ``n_truth``, ``n_scored``, ``n_correct``, ``accuracy`` and ``effective_accuracy`` with
-        ``_low``/``_high`` Wilson bounds, ``error_rate``, ``error_rate_<kind>``, ``errors`` (counts by kind),
-        ``p95_ms`` (successful responses), ``throughput_rps`` and ``goodput_rps`` (correct within the latency SLO,
-        per second; for regression successful within the SLO). None where a figure is undefined.
+        runs), ``duration_s``, ``done``, ``n``, ``n_ok``, ``n_truth``, ``n_scored``, ``n_correct``, ``accuracy`` and
+        ``effective_accuracy`` with ``_low``/``_high`` Wilson bounds, ``error_rate``, ``error_rate_<kind>``,
+        ``errors`` (counts by kind), ``n_no_answer`` and ``no_answer_rate`` (successful, labelled answers that were
+        ``null``), ``p95_ms`` (successful responses), ``throughput_rps`` and ``goodput_rps`` (correct within the
+        latency SLO, per second; for regression answered within the SLO). None where a figure is undefined.
         """
         level = self._level_by_index.get(stage)
         if level is None:

@@ -31,7 +31,7 @@ QUALITY_TAB = "quality"
 """Key of the Quality tab (``/?tab=quality``) and of its rows in ``extended_stats``."""
 
 TABLE_STRUCTURE: list[dict[str, str]] = [
-    {"key": "name", "title": "Level"},
+    {"key": "level", "title": "Level"},
     {"key": "load", "title": "Load"},
     {"key": "n", "title": "Requests"},
     {"key": "accuracy", "title": "Accuracy % [95% CI]"},
@@ -40,7 +40,10 @@ TABLE_STRUCTURE: list[dict[str, str]] = [
     {"key": "p95", "title": "p95 ms"},
     {"key": "goodput", "title": "Goodput/s"},
 ]
-"""Columns of the Quality tab; keys without underscores, so the bundle's camel-casing leaves them alone."""
+"""Columns of the Quality tab; keys without underscores, so the bundle's camel-casing leaves them alone.
+
+Each row also has a ``name``, its position zero-padded: the bundle sorts rows by ``name`` unless a header is clicked,
+so levels stay in order (``stage 10`` after ``stage 9``) with the rolling windows last."""
 
 LEVEL_CSV_COLUMNS: tuple[str, ...] = (
     "level",
@@ -102,9 +105,9 @@ def _load(figures: dict[str, Any]) -> str:
     return "–" if figures.get("users") is None else f"{figures['users']} users"
 
 
-def _tab_row(name: str, load: str, figures: dict[str, Any]) -> dict[str, Any]:
+def _tab_row(label: str, load: str, figures: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": name,
+        "level": label,
         "load": load,
         "n": figures["n"],
         "accuracy": _with_interval(figures["accuracy"], figures["accuracy_low"], figures["accuracy_high"]),
@@ -126,7 +129,7 @@ def tab_rows(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     --------
     >>> live = LiveQuality(["a"], [1], t_start=0.0)
     >>> live.add([["0-1", "a", 0, 1, 0.5, 12.0, 200, True, "", "", "1", 1, 1, ""]], [(2, "", "", "")])
-    >>> [row["name"] for row in tab_rows(live.snapshot(now=1.0))]
+    >>> [row["level"] for row in tab_rows(live.snapshot(now=1.0))]
     ['level 0 (running)', 'last 10 s', 'last 30 s']
     >>> tab_rows(live.snapshot(now=1.0))[0]["accuracy"]
     '100.0 [20.7, 100.0]'
@@ -140,6 +143,8 @@ def tab_rows(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
         figures = snapshot["windows"][f"{window}s"]
         load = "–" if figures.get("users") is None else f"{figures['users']} users active"
         rows.append(_tab_row(f"last {window} s", load, figures))
+    for position, row in enumerate(rows):
+        row["name"] = f"{position:06d}"
     return rows
 
 
@@ -291,8 +296,10 @@ def chart_over_time(snapshot: dict[str, Any], series: list[dict[str, Any]]) -> s
             name="users",
         )
     )
-    for key, colour in (("accuracy", _ACCURACY_COLOUR), ("effective_accuracy", _EFFECTIVE_COLOUR)):
-        parts.append(_polyline([xy(p, key, y_lo, y_hi) for p in points if p[key] is not None], colour, name=key))
+    # effective accuracy dashed and underneath: without errors the two lines are one
+    for key, colour, dashed in (("effective_accuracy", _EFFECTIVE_COLOUR, True), ("accuracy", _ACCURACY_COLOUR, False)):
+        line = [xy(p, key, y_lo, y_hi) for p in points if p[key] is not None]
+        parts.append(_polyline(line, colour, dashed=dashed, name=key))
     parts.append(
         _legend([("accuracy", _ACCURACY_COLOUR), ("effective accuracy", _EFFECTIVE_COLOUR), ("users", _USERS_COLOUR)])
     )
@@ -328,14 +335,9 @@ def chart_against_load(snapshot: dict[str, Any]) -> str:
     def sy(y: float) -> float:
         return _scale(y, y_lo, y_hi, bottom, _TOP)
 
-    for key, colour in (("accuracy", _ACCURACY_COLOUR), ("effective_accuracy", _EFFECTIVE_COLOUR)):
-        parts.append(
-            _polyline(
-                [(sx(x), sy(lv[key])) for x, lv in zip(xs, levels, strict=True) if lv[key] is not None],
-                colour,
-                name=key,
-            )
-        )
+    for key, colour, dashed in (("effective_accuracy", _EFFECTIVE_COLOUR, True), ("accuracy", _ACCURACY_COLOUR, False)):
+        line = [(sx(x), sy(lv[key])) for x, lv in zip(xs, levels, strict=True) if lv[key] is not None]
+        parts.append(_polyline(line, colour, dashed=dashed, name=key))
     for x, lv in zip(xs, levels, strict=True):
         cx = sx(x)
         if lv["accuracy_low"] is not None:
@@ -383,8 +385,10 @@ def render_panel(live: LiveQuality | None, *, now: float | None = None) -> str:
     return (
         f'<p id="status" data-rows="{snapshot["rows"]}" data-now="{snapshot["now"]}">{html.escape(status)}</p>'
         + (f'<ul class="problems">{problems}</ul>' if problems else "")
-        + f'<figure id="over-time">{chart_over_time(snapshot, series)}</figure>'
-        + f'<figure id="against-load">{chart_against_load(snapshot)}</figure>'
+        + '<figure id="over-time"><figcaption>Accuracy over time (each point: the 10 s up to it), with the users'
+        + f" active</figcaption>{chart_over_time(snapshot, series)}</figure>"
+        + '<figure id="against-load"><figcaption>Accuracy against load level (bars: 95% Wilson interval)'
+        + f"</figcaption>{chart_against_load(snapshot)}</figure>"
         + _table(tab_rows(snapshot))
     )
 
@@ -394,6 +398,7 @@ _PAGE = """<!doctype html>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; max-width: 60em; }}
 figure {{ margin: 1em 0; }}
+figcaption {{ font-weight: bold; margin-bottom: 0.3em; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -69,8 +72,10 @@ def simulated_rows(ids: list[str], labels: list[Any], *, seed: int) -> list[tupl
                 )
                 continue
             answer = label if rng.random() < accuracy else (label + rng.randrange(1, 10)) % 10
-            form = rng.randrange(5)
-            if form == 4:
+            form = rng.randrange(5) if rng.random() > 0.02 else 5
+            if form == 5:
+                prediction = rng.choice(["null", "[null]"])  # an answer without an answer: wrong
+            elif form == 4:
                 vector = [0.01] * 10
                 vector[answer] = 0.91
                 prediction = json.dumps(vector)
@@ -152,6 +157,8 @@ FIGURES = [
     "effective_accuracy_high",
     "error_rate",
     *(f"error_rate_{kind}" for kind in KINDS),
+    "n_no_answer",
+    "no_answer_rate",
     "p95_ms",
     "throughput_rps",
     "goodput_rps",
@@ -173,6 +180,7 @@ def test_live_stage_figures_equal_the_analysis_levels(analysed_run: tuple[LiveQu
     assert last["effective_accuracy"] < last["accuracy"]
     assert all(last[f"error_rate_{kind}"] > 0 for kind in KINDS)
     assert last["n_truth"] < last["n"]
+    assert last["n_no_answer"] > 0
     assert live.problems == []
 
 
@@ -238,10 +246,14 @@ def test_without_stages_levels_follow_the_user_count() -> None:
 def test_a_prediction_the_analysis_cannot_compare_counts_as_wrong_and_is_reported() -> None:
     ids, labels = labelled()
     live = LiveQuality(ids, labels, t_start=T0)
-    rows = [row(1, "s1", T0, prediction='{"class": 1}'), row(2, "s1", T0, prediction="1")]
-    live.add(rows, [(1, "", "", "")] * 2)
+    rows = [
+        row(1, "s1", T0, prediction='{"class": 1}'),
+        row(2, "s1", T0, prediction="1"),
+        row(3, "s1", T0, prediction="null"),  # no answer: wrong, but nothing to report
+    ]
+    live.add(rows, [(1, "", "", "")] * len(rows))
     summary = live.stage_summary(0, now=T0 + 1)
-    assert (summary["n_scored"], summary["n_correct"]) == (2, 1)
+    assert (summary["n_scored"], summary["n_correct"], summary["n_no_answer"]) == (3, 1, 1)
     assert len(live.problems) == 1
     assert "cannot be compared as a class label" in live.problems[0]
 
@@ -250,12 +262,17 @@ def test_regression_has_no_accuracy_but_goodput_counts_answers_within_the_slo() 
     live = LiveQuality(["a", "b"], [0.37, 12.5], slo_latency_ms=50, t_start=T0)
     assert live.task == "classification"  # two distinct floats look like classes; the scenario can say otherwise
     live = LiveQuality(["a", "b"], [0.37, 12.5], task="regression", slo_latency_ms=50, t_start=T0)
-    rows = [row(1, "a", T0, prediction="0.4", latency_ms=10), row(2, "b", T0, prediction="12", latency_ms=80)]
-    live.add(rows, [(1, "", "", "")] * 2)
+    rows = [
+        row(1, "a", T0, prediction="0.4", latency_ms=10),
+        row(2, "b", T0, prediction="12", latency_ms=80),  # answered, too late
+        row(3, "b", T0, prediction="null", latency_ms=10),  # in time, but no answer
+    ]
+    live.add(rows, [(1, "", "", "")] * len(rows))
     summary = live.stage_summary(0, now=T0 + 1)
     assert summary["accuracy"] is None
     assert summary["effective_accuracy"] is None
     assert summary["goodput_rps"] == pytest.approx(1.0)
+    assert (summary["n_no_answer"], summary["no_answer_rate"]) == (1, pytest.approx(1 / 3))
     json.dumps(live.snapshot(now=T0 + 1), allow_nan=False)
 
 
@@ -291,3 +308,74 @@ def test_cost_per_row_does_not_grow_with_the_run() -> None:
     assert sum(timings) / 120_000 < 50e-6
     assert live.rows == 120_000
     assert not math.isnan(live.stage_summary(0, now=T0 + 60)["p95_ms"])
+
+
+class FakeWebUI:
+    """What :func:`loadgrade.webui.install` uses of Locust's WebUI: a Flask app, template args and the login guard."""
+
+    def __init__(self, *, login_required: bool) -> None:
+        from flask import Flask, jsonify
+
+        self.app = Flask("fake")
+        self.template_args: dict[str, Any] = {"extended_tabs": [{"title": "Other", "key": "other"}]}
+        self.login_required = login_required
+
+        @self.app.route("/stats/requests")
+        def stats() -> Any:
+            return jsonify({"state": "running", "extended_stats": [{"key": "other", "data": []}]})
+
+    def auth_required_if_enabled(self, view: Any) -> Any:
+        from functools import wraps
+
+        from flask import Response
+
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return Response("login first", status=401) if self.login_required else view(*args, **kwargs)
+
+        return guarded
+
+
+QUALITY_ROUTES = ["/quality", "/quality/panel", "/quality/data.json", "/quality/stages.csv", "/quality/records.csv"]
+
+
+@pytest.mark.parametrize("login_required", [False, True])
+def test_web_ui_routes_sit_behind_the_login(tmp_path: Path, login_required: bool) -> None:
+    from loadgrade.webui import install
+
+    ids, labels = labelled()
+    live = LiveQuality(ids, labels, slo_latency_ms=100, t_start=T0)
+    live.start_level(T0, users=3)
+    rows = [row(i, f"s{i}", T0 + i / 10, prediction=str(labels[i])) for i in range(10)]
+    live.add(rows, [(3, "", "", "")] * len(rows))
+    records = tmp_path / "records.csv"
+    records.write_text("header\nrow\n")
+    web_ui = FakeWebUI(login_required=login_required)
+    install(web_ui, live=lambda: live, records=lambda: records)
+    client = web_ui.app.test_client()
+    statuses = {route: client.get(route).status_code for route in QUALITY_ROUTES}
+    assert statuses == dict.fromkeys(QUALITY_ROUTES, 401 if login_required else 200)
+    # the other tabs' entries are kept, ours are added
+    assert [tab["key"] for tab in web_ui.template_args["extended_tabs"]] == ["other", "quality"]
+    extended = client.get("/stats/requests").get_json()["extended_stats"]
+    assert [entry["key"] for entry in extended] == ["other", "quality"]
+    if not login_required:
+        assert extended[1]["data"][0]["n"] == 10
+        assert client.get("/quality/records.csv").data == b"header\nrow\n"
+        levels = list(csv.DictReader(io.StringIO(client.get("/quality/stages.csv").get_data(as_text=True))))
+        assert (levels[0]["n"], levels[0]["accuracy"]) == ("10", "1.0")
+        page = client.get("/quality").get_data(as_text=True)
+        assert page.count("<svg") == 2
+        assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing from the internet
+        json.loads(client.get("/quality/data.json").data)
+
+
+def test_web_ui_before_the_first_test() -> None:
+    from loadgrade.webui import install
+
+    web_ui = FakeWebUI(login_required=False)
+    install(web_ui, live=lambda: None, records=lambda: None)
+    client = web_ui.app.test_client()
+    assert "No test has started yet" in client.get("/quality").get_data(as_text=True)
+    assert client.get("/quality/records.csv").status_code == 404
+    assert [e["key"] for e in client.get("/stats/requests").get_json()["extended_stats"]] == ["other"]
