@@ -242,6 +242,11 @@ class SampleFeeder:
             return True
         return self.passes is not None and self.pass_number >= self.passes and self._position >= len(self._share)
 
+    @property
+    def at_pass_end(self) -> bool:
+        """True when this process's share of the current pass has been handed out (a batch stops there)."""
+        return self._position >= len(self._share)
+
     def next(self) -> tuple[int, int] | None:
         if self._position >= len(self._share):
             if self.exhausted:

@@ -20,6 +20,7 @@ class WorkerAccount:
     client_id: str
     worker_index: int
     rows: int = 0
+    requests: int = 0  # as many as rows, unless requests carry several samples (batching)
     reported: int = 0
     last_rows_at: float | None = None
     left: Literal["graceful", "lost"] | None = None
@@ -27,7 +28,7 @@ class WorkerAccount:
     _recent: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
 
     def rate(self) -> float:
-        """Rows per second over the last few seconds of arrivals."""
+        """Requests per second over the last few seconds of arrivals."""
         if not self._recent:
             return 0.0
         return sum(n for _, n in self._recent) / RATE_WINDOW_S
@@ -58,11 +59,12 @@ class WorkerLedger:
             self.accounts[client_id] = WorkerAccount(client_id, -1)
         return self.accounts[client_id]
 
-    def rows_arrived(self, client_id: str, n: int, *, t: float) -> None:
+    def rows_arrived(self, client_id: str, n: int, *, t: float, requests: int | None = None) -> None:
         account = self._account(client_id)
         account.rows += n
+        account.requests += n if requests is None else requests
         account.last_rows_at = t
-        account._recent.append((t, n))
+        account._recent.append((t, n if requests is None else requests))
         while account._recent and account._recent[0][0] < t - RATE_WINDOW_S:
             account._recent.popleft()
 
@@ -89,7 +91,7 @@ class WorkerLedger:
         """
         if account.left != "lost":
             return 0
-        return max(account.reported - account.rows, 0) + math.ceil(account.rate() * self.ship_interval_s)
+        return max(account.reported - account.requests, 0) + math.ceil(account.rate() * self.ship_interval_s)
 
     def departures(self) -> list[dict[str, Any]]:
         """Workers that left during the run, for ``run.json``."""
@@ -100,6 +102,7 @@ class WorkerLedger:
                 "how": account.left,
                 "at": account.left_at,
                 "rows_received": account.rows,
+                "requests_received": account.requests,
                 "locust_requests_reported": account.reported,
                 "unrecorded_estimate": self.unrecorded_estimate(account),
             }

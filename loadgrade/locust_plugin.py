@@ -34,7 +34,7 @@ from loadgrade.ledger import WorkerLedger
 from loadgrade.protocols import ProtocolBase
 from loadgrade.recording import WORKER_COLUMNS, LoadTimeline, RecordWriter, worker_row
 from loadgrade.resources import ResourceSampler
-from loadgrade.responses import interpret_response
+from loadgrade.responses import interpret_batch, interpret_response
 from loadgrade.runinfo import default_run_dir, run_info, write_run_info
 from loadgrade.scenario import Scenario, load_scenario
 from loadgrade.shapes import (
@@ -109,6 +109,7 @@ class RunSession:
         self.ledger = WorkerLedger(SHIP_INTERVAL_S)
         self.stopping = False
         self.extra: dict[str, Any] = {}  # more for run.json (e.g. a capacity search's outcome)
+        self.requests_recorded = 0  # equals writer.rows_written unless requests carry several samples
         self._write_info(t_end=None, locust_requests=None, locust_failures=None)
         self._flusher = gevent.spawn(self._flush_forever)
         self._resources: gevent.Greenlet | None = None
@@ -150,7 +151,11 @@ class RunSession:
                 locust_failures=locust_failures,
                 records_written=self.writer.rows_written,
                 stages=self.timeline.stages,
-                extra={"workers_left": self.ledger.departures(), **self.extra},
+                extra={
+                    "requests_recorded": self.requests_recorded,
+                    "workers_left": self.ledger.departures(),
+                    **self.extra,
+                },
             ),
         )
 
@@ -165,8 +170,8 @@ class RunSession:
         self._write_info(t_end=t_end, locust_requests=total.num_requests, locust_failures=total.num_failures)
         mismatch = (
             ""
-            if total.num_requests == self.writer.rows_written
-            else (f" MISMATCH: Locust counted {total.num_requests} requests")
+            if total.num_requests == self.requests_recorded
+            else (f" MISMATCH: Locust counted {total.num_requests} requests, the records {self.requests_recorded}")
         )
         logger.info(f"loadgrade: {self.writer.rows_written} records written to {self.run_dir}{mismatch}")
 
@@ -202,6 +207,7 @@ class Controller:
         self._scheduler: gevent.Greenlet | None = None
         self._share_of_rate = 0.0
         self._sequence = 0
+        self._requests = 0  # requests whose rows are in self._rows (a batched request has several rows)
         self._worker = 0
         self._users_created = 0
         self._exhausted_sent = False
@@ -433,9 +439,11 @@ class Controller:
         if msg.node_id not in self.session.ledger.accounts:  # e.g. a stray worker of an earlier master
             logger.error(f"loadgrade: ignored {len(rows)} rows from {msg.node_id}, which is not a worker of this run")
             return
+        requests = int(msg.data.get("requests", len(rows)))
         self.session.writer.write_rows(rows)
         self.quality.add(rows)
-        self.session.ledger.rows_arrived(msg.node_id, len(rows), t=time.time())
+        self.session.requests_recorded += requests
+        self.session.ledger.rows_arrived(msg.node_id, len(rows), t=time.time(), requests=requests)
 
     def on_exhausted(self, environment: Environment, msg: Any, **_: Any) -> None:
         session = self.session
@@ -547,6 +555,7 @@ class Controller:
             **scenario.endpoint.headers,
         }
         self._rows = []
+        self._requests = 0
         self._sequence = 0
         self._worker = self._worker_index()
         self._exhausted_sent = False
@@ -598,14 +607,19 @@ class Controller:
             self._report_exhausted()
             gevent.sleep(1.0)
             return
-        index, pass_number = item
         dataset, protocol, scenario = self.dataset, self.protocol, self.scenario
         assert dataset is not None
         assert protocol is not None
         assert scenario is not None
-        body = self._bodies[index]
-        if body is None:
-            body = self._bodies[index] = protocol.build_body(dataset.sample(index))
+        batch = protocol.samples_per_request
+        if batch == 1:
+            items = [item]
+            body = self._bodies[item[0]]
+            if body is None:
+                body = self._bodies[item[0]] = protocol.build_body(dataset.sample(item[0]))
+        else:  # several samples in one request (the last one of a pass may carry fewer), one record each
+            items = [item, *self._take(batch - 1)]
+            body = protocol.build_batch([dataset.sample(index) for index, _ in items])
         self._in_flight += 1
         try:
             with user.client.request(
@@ -623,43 +637,65 @@ class Controller:
                     content = response.content if status else None
                 except Exception as exc:  # the body could not be read: the connection broke mid-reply
                     content, exception = None, exc
-                outcome = interpret_response(protocol, status_code=status, content=content, exception=exception)
-                self._sequence += 1
-                self._rows.append(
-                    worker_row(
-                        request_id=f"{self._worker}-{self._sequence}",
-                        sample_id=dataset.ids[index],
-                        worker_index=self._worker,
-                        user_id=user.loadgrade_user_id,
-                        t_sent=meta["start_time"],
-                        latency_ms=meta["response_time"],
-                        status_code=status,
-                        ok=outcome.ok,
-                        error_kind=outcome.error_kind,
-                        error=outcome.error,
-                        prediction=outcome.prediction,
-                        response_bytes=meta["response_length"] or 0,
-                        pass_number=pass_number,
-                        t_scheduled=t_scheduled,
-                        usage=outcome.usage,
+                outcomes = (
+                    [interpret_response(protocol, status_code=status, content=content, exception=exception)]
+                    if batch == 1
+                    else interpret_batch(
+                        protocol, n=len(items), status_code=status, content=content, exception=exception
                     )
                 )
-                if outcome.ok:
+                self._sequence += 1
+                self._requests += 1
+                request_id = f"{self._worker}-{self._sequence}"
+                for position, ((index, pass_number), outcome) in enumerate(zip(items, outcomes, strict=True)):
+                    self._rows.append(
+                        worker_row(
+                            request_id=request_id if batch == 1 else f"{request_id}.{position}",
+                            sample_id=dataset.ids[index],
+                            worker_index=self._worker,
+                            user_id=user.loadgrade_user_id,
+                            t_sent=meta["start_time"],
+                            latency_ms=meta["response_time"],
+                            status_code=status,
+                            ok=outcome.ok,
+                            error_kind=outcome.error_kind,
+                            error=outcome.error,
+                            prediction=outcome.prediction,
+                            response_bytes=meta["response_length"] or 0,
+                            pass_number=pass_number,
+                            t_scheduled=t_scheduled,
+                            usage=outcome.usage,
+                        )
+                    )
+                failed = outcomes[0] if batch == 1 else next((o for o in outcomes if not o.ok), outcomes[0])
+                if failed.ok:
                     response.success()
                 else:
                     response.failure(
-                        f"{outcome.error_kind} {status}" if outcome.error_kind == "http" else outcome.error_kind
+                        f"{failed.error_kind} {status}" if failed.error_kind == "http" else failed.error_kind
                     )
         finally:
             self._in_flight -= 1
         if len(self._rows) >= SHIP_BATCH_ROWS:
             self.ship()
 
+    def _take(self, n: int) -> list[tuple[int, int]]:
+        """Up to ``n`` more samples of this process's share, without crossing into the next pass."""
+        assert self.feeder is not None
+        items: list[tuple[int, int]] = []
+        while len(items) < n and not self.feeder.at_pass_end:
+            item = self.feeder.next()
+            if item is None:
+                break
+            items.append(item)
+        return items
+
     def ship(self) -> None:
         """Send buffered rows to the master (a direct call when standalone)."""
         if self._rows:
             rows, self._rows = self._rows, []
-            self.runner.send_message(MSG_ROWS, {"rows": rows})
+            requests, self._requests = self._requests, 0
+            self.runner.send_message(MSG_ROWS, {"rows": rows, "requests": requests})
 
     def _ship_forever(self) -> None:
         while True:

@@ -6,7 +6,7 @@ A wrong prediction is not an error here: only transport and format problems are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -52,10 +52,31 @@ def _snippet(content: bytes | None) -> str:
     return " ".join(text.split()) + ("..." if len(content) > _SNIPPET else "")
 
 
+def decode_reply(
+    *, status_code: int, content: bytes | None, exception: BaseException | None
+) -> tuple[Any, Outcome | None]:
+    """The decoded JSON reply, or (None, the outcome of a transport, HTTP or format failure).
+
+    ``status_code`` is 0 when no HTTP response arrived.
+    """
+    if status_code >= 400 or (status_code and not 200 <= status_code < 300):
+        return None, Outcome(False, "http", f"HTTP {status_code}: {_snippet(content)}")
+    if exception is not None or not status_code:
+        kind = classify_exception(exception) if exception is not None else "connection"
+        message = f"{type(exception).__name__}: {exception}" if exception is not None else "no response"
+        return None, Outcome(False, kind, message.strip())
+    if not content:
+        return None, Outcome(False, "decode", "response is not JSON: (empty body)")
+    try:
+        return orjson.loads(content), None
+    except orjson.JSONDecodeError as exc:
+        return None, Outcome(False, "decode", f"response is not JSON ({exc}): {_snippet(content)}")
+
+
 def interpret_response(
     protocol: ProtocolBase, *, status_code: int, content: bytes | None, exception: BaseException | None
 ) -> Outcome:
-    """Classify one reply. ``status_code`` is 0 when no HTTP response arrived.
+    """Classify one reply: a prediction, or the kind of failure.
 
     >>> from loadgrade.protocols import FlaskPredictProtocol
     >>> interpret_response(FlaskPredictProtocol(), status_code=200, content=b'{"output_data": [3]}', exception=None)
@@ -63,20 +84,35 @@ def interpret_response(
     >>> interpret_response(FlaskPredictProtocol(), status_code=503, content=b'busy', exception=None).error
     'HTTP 503: busy'
     """
-    if status_code >= 400 or (status_code and not 200 <= status_code < 300):
-        return Outcome(False, "http", f"HTTP {status_code}: {_snippet(content)}")
-    if exception is not None or not status_code:
-        kind = classify_exception(exception) if exception is not None else "connection"
-        message = f"{type(exception).__name__}: {exception}" if exception is not None else "no response"
-        return Outcome(False, kind, message.strip())
-    try:
-        payload = orjson.loads(content) if content else None
-    except orjson.JSONDecodeError as exc:
-        return Outcome(False, "decode", f"response is not JSON ({exc}): {_snippet(content)}")
-    if payload is None and not content:
-        return Outcome(False, "decode", "response is not JSON: (empty body)")
+    payload, failure = decode_reply(status_code=status_code, content=content, exception=exception)
+    if failure is not None:
+        return failure
     try:
         prediction = protocol.extract(payload)
     except ExtractionError as exc:
         return Outcome(False, "extract", str(exc))
     return Outcome(True, prediction=dumps(prediction), usage=protocol.usage(payload))
+
+
+def interpret_batch(
+    protocol: ProtocolBase, *, n: int, status_code: int, content: bytes | None, exception: BaseException | None
+) -> list[Outcome]:
+    """Classify the reply to a request that carried ``n`` samples: one outcome per sample, in the order sent.
+
+    A transport, HTTP or format problem concerns every sample of the request; otherwise each gets its prediction.
+
+    >>> from loadgrade.protocols import OpenInferenceV2Protocol
+    >>> reply = b'{"outputs": [{"name": "p", "shape": [2, 1], "data": [7, 3]}]}'
+    >>> [o.prediction for o in interpret_batch(OpenInferenceV2Protocol(model_name="m", batch_size=2), n=2,
+    ...                                        status_code=200, content=reply, exception=None)]
+    ['7', '3']
+    """
+    payload, failure = decode_reply(status_code=status_code, content=content, exception=exception)
+    if failure is not None:
+        return [failure] * n
+    try:
+        predictions = protocol.extract_batch(payload, n)
+    except ExtractionError as exc:
+        return [Outcome(False, "extract", str(exc))] * n
+    usage = protocol.usage(payload)
+    return [Outcome(True, prediction=dumps(p), usage=usage) for p in predictions]

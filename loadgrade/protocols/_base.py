@@ -125,6 +125,19 @@ class ProtocolBase(BaseModel):
         """The prediction in a decoded JSON reply; raises :class:`ExtractionError` when it is not there."""
         raise NotImplementedError
 
+    @property
+    def samples_per_request(self) -> int:
+        """How many samples one request carries (presets that can batch have a ``batch_size`` option)."""
+        return 1
+
+    def build_batch(self, samples: Sequence[Sample]) -> bytes:
+        """The request body for several samples (presets that can batch)."""
+        raise NotImplementedError(f"protocol {getattr(self, 'kind', '?')} sends one sample per request")
+
+    def extract_batch(self, payload: Any, n: int) -> list[Any]:
+        """The ``n`` predictions of a batched reply, in the order the samples were sent."""
+        raise NotImplementedError(f"protocol {getattr(self, 'kind', '?')} sends one sample per request")
+
     def usage(self, payload: Any) -> tuple[int, int] | None:
         """``(prompt_tokens, completion_tokens)`` when the reply reports them (LLM servers); None otherwise."""
         return None

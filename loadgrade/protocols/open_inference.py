@@ -15,6 +15,7 @@ Data is sent flat, in row-major order, as the protocol's JSON form allows; the s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
@@ -96,6 +97,7 @@ class OpenInferenceV2Protocol(ProtocolBase):
         None, min_length=1, description="Tensor shape; default [1, *shape of the input] (a batch of one)"
     )
     output_name: str | None = Field(None, description="Output tensor holding the prediction; default the first")
+    batch_size: int = Field(1, ge=1, le=4096, description="Samples per request (one record per sample)")
     default_path: ClassVar[str] = "/v2/models/{model_name}[/versions/{version}]/infer"
     _path: str = PrivateAttr(default="")
 
@@ -115,6 +117,12 @@ class OpenInferenceV2Protocol(ProtocolBase):
         if value is not None and any(d < 1 for d in value):
             raise ValueError(f"expected a shape of positive sizes (a batch of one first, e.g. [1, 64]), got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _batching_needs_the_default_shape(self) -> OpenInferenceV2Protocol:
+        if self.batch_size > 1 and self.shape is not None:
+            raise ValueError("'batch_size' stacks samples along a first dimension: leave 'shape' out with it")
+        return self
 
     @model_validator(mode="after")
     def _build_path(self) -> OpenInferenceV2Protocol:
@@ -153,6 +161,44 @@ class OpenInferenceV2Protocol(ProtocolBase):
         b'{"inputs":[{"name":"input-0","shape":[1,2],"datatype":"FP64","data":[1.0,2.5]}]}'
         """
         return dumps({"inputs": [self.tensor(sample.input)]}).encode()
+
+    @property
+    def samples_per_request(self) -> int:
+        return self.batch_size
+
+    def build_batch(self, samples: Sequence[Sample]) -> bytes:
+        """Several samples as one tensor, stacked along the first (batch) dimension.
+
+        >>> OpenInferenceV2Protocol(model_name="m", batch_size=2).build_batch([Sample("a", [1, 2], {}),
+        ...                                                                     Sample("b", [3, 4], {})])
+        b'{"inputs":[{"name":"input-0","shape":[2,2],"datatype":"FP64","data":[1.0,2.0,3.0,4.0]}]}'
+        """
+        shape, flat = tensor_layout([sample.input for sample in samples])
+        return dumps(
+            {
+                "inputs": [
+                    {
+                        "name": self.input_name,
+                        "shape": shape,
+                        "datatype": self.datatype,
+                        "data": _convert(flat, self.datatype),
+                    }
+                ]
+            }
+        ).encode()
+
+    def extract_batch(self, payload: Any, n: int) -> list[Any]:
+        """
+        >>> OpenInferenceV2Protocol(model_name="m", batch_size=2).extract_batch(
+        ...     {"outputs": [{"name": "predict", "shape": [2, 1], "data": [7, 3]}]}, 2)
+        [7, 3]
+        """
+        output = self.output(payload)
+        data, shape = output["data"], output.get("shape")
+        rows = shape[0] if isinstance(shape, list) and shape and isinstance(shape[0], int) else len(data)
+        if rows != n:
+            raise ExtractionError(f"sent {n} samples in one request but output {output.get('name')!r} has {rows} rows")
+        return [first_row(data, shape, i) for i in range(n)]
 
     def output(self, payload: Any) -> dict[str, Any]:
         """The chosen output tensor of a reply; raises :class:`ExtractionError` naming what is missing."""

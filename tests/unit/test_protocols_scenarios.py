@@ -77,8 +77,8 @@ BAD = {
     "typo with suggestion": (
         "kind: open-inference-v2\nmodle_name: digits",
         "protocol.modle_name",
-        r"unknown key 'modle_name' \(did you mean 'model_name'\?\); expected one of: datatype, input_name, kind, "
-        "model_name, output_name, shape, version",
+        r"unknown key 'modle_name' \(did you mean 'model_name'\?\); expected one of: batch_size, datatype, input_name, "
+        "kind, model_name, output_name, shape, version",
     ),
     "missing model name": ("kind: tf-serving", "protocol.model_name", "missing required key"),
     "model name with a slash": (
