@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.compare import compare_conclusion, compare_runs, format_comparison, write_comparison
+from analysis.degradation import load_unit
 from analysis.errors import AnalysisInputError
 from analysis.html_report import write_html
 from analysis.plots import write_charts
@@ -21,6 +22,8 @@ from analysis.rules import RULE_METRICS, check_rules, parse_rule
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAIL, EXIT_UNUSABLE = 0, 1, 2
+# An open-model level below this share of its offered rate, or with more late arrivals than this, is warned about.
+RATE_MET_SHARE, LATE_SHARE_WARNING = 0.95, 0.05
 
 DESCRIPTION = """\
 Analyse a loadgrade run: how accuracy, latency, throughput and errors change as load rises.
@@ -51,11 +54,18 @@ METRIC OP VALUE, optionally restricted to some levels with @users OP VALUE or
 @level OP VALUE; OP is one of <=, >=, <, >, ==; a VALUE may end in % (95% = 0.95).
 A rule must hold at every selected level (it is measured at the worst one),
 except goodput and throughput, which are measured at the best level.
+
+Open-model runs (load kind rate: rows with t_scheduled) also have p95_sched_ms and
+p99_sched_ms (and p50/p90/max): latency measured from the scheduled time, so the wait
+for a free user counts (corrected for coordinated omission), as well as lag_p99_ms
+(send minus scheduled time) and late_share (sent over 10 ms late). @rate OP VALUE
+selects levels by their target arrival rate.
 """
 
 CHECK_EPILOG = (
     "examples:\n"
-    "  accuracy_drop<=0.01  effective_accuracy>=0.9@users>=50  p95_ms<=200  goodput>=100  error_rate<=0.01\n\n"
+    "  accuracy_drop<=0.01  effective_accuracy>=0.9@users>=50  p95_ms<=200  goodput>=100  error_rate<=0.01\n"
+    "  p99_sched_ms<=500  p95_sched_ms<=300@rate<=100  late_share<=1%\n\n"
     "metrics:\n  " + textwrap.fill(", ".join(RULE_METRICS), width=100, subsequent_indent="  ") + "\n\n"
     "exit status: 0 all rules pass, 1 a rule fails, 2 unusable input or rule."
 )
@@ -191,6 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rate_warnings(levels: pd.DataFrame) -> list[str]:
+    """Open model: a level that did not reach its offered rate, or sent many arrivals late, says so."""
+    if "target_rps" not in levels.columns:
+        return []
+    lines = []
+    for row in levels.to_dict("records"):
+        target, achieved = row["target_rps"], row["throughput_rps"]
+        late = row.get("late_share", math.nan)
+        short = target == target and achieved < RATE_MET_SHARE * target
+        if short or (late == late and late > LATE_SHARE_WARNING):
+            lines.append(
+                f"warning: level {row['level']} offered {target:g} req/s and achieved {achieved:.1f} req/s"
+                + (
+                    f"; {100 * late:.1f} % of arrivals were sent late (p99 lag {row['lag_p99_ms']:.0f} ms)"
+                    if late == late
+                    else ""
+                )
+                + ": every user (the concurrency cap) was busy, or the load generator ran short of CPU"
+            )
+    return lines
+
+
 def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
     summary = analysis.summary
     counts = summary.counts
@@ -209,6 +241,8 @@ def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
         print(f"note: {counts.n_no_answer} successful responses held no answer (null); {what}")
     if summary.n_records_without_level:
         print(f"note: {summary.n_records_without_level} records were sent outside every stage; left out of levels")
+    for line in _rate_warnings(analysis.levels):
+        print(line)
     print()
     print(format_levels(analysis.levels, task=summary.task))
     print()
@@ -237,14 +271,14 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _format_checks(results: pd.DataFrame) -> str:
+def _format_checks(results: pd.DataFrame, *, unit: str = "users") -> str:
     width = max(20, *(len(r) for r in results["rule"]))
-    lines = [f"{'rule':<{width}}  {'measured':>10}  {'at users':>8}  verdict"]
+    lines = [f"{'rule':<{width}}  {'measured':>10}  {'at ' + unit:>8}  verdict"]
     for row in results.to_dict("records"):
         measured = "-" if math.isnan(row["measured"]) else f"{row['measured']:.4g}"
-        users = "-" if math.isnan(row["at_users"]) else f"{row['at_users']:g}"
+        load = "-" if math.isnan(row["at_load"]) else f"{row['at_load']:g}"
         verdict = "pass" if row["passed"] else str(row["verdict"]).upper()
-        lines.append(f"{row['rule']:<{width}}  {measured:>10}  {users:>8}  {verdict}")
+        lines.append(f"{row['rule']:<{width}}  {measured:>10}  {load:>8}  {verdict}")
     return "\n".join(lines)
 
 
@@ -269,7 +303,7 @@ def _check(args: argparse.Namespace) -> int:
             )
         parsed = [parse_rule(r) for r in configured]
     results = check_rules(analysis.levels, parsed)
-    print(_format_checks(results))
+    print(_format_checks(results, unit=load_unit(analysis.levels)))
     failed = int((~results["passed"]).sum())
     print(f"{len(results) - failed} of {len(results)} rules pass" + ("" if not failed else f"; {failed} fail"))
     return EXIT_OK if failed == 0 else EXIT_FAIL

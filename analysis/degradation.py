@@ -19,7 +19,7 @@ import pandas as pd
 from analysis.errors import AnalysisInputError
 from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test
 
-__all__ = ["METRICS", "Knee", "degradation_table", "find_knee", "load_order"]
+__all__ = ["METRICS", "Knee", "degradation_table", "find_knee", "load_order", "load_unit"]
 
 METRICS: tuple[str, ...] = ("accuracy", "effective_accuracy")
 # Pair when at least this share of the smaller level's samples were answered at both levels.
@@ -40,6 +40,19 @@ class Knee:
     """Offered users at the first degraded level."""
     criterion: str
     """What "degraded" meant."""
+    load: float | None = None
+    """Offered load at ``level`` in ``unit`` (the arrival rate in an open-model run, else the users)."""
+    first_bad_load: float | None = None
+    """Offered load at ``first_bad_level``."""
+    unit: str = "users"
+    """Unit of the offered load: "users", or "req/s" when the run offered an arrival rate."""
+
+    def __post_init__(self) -> None:
+        # a knee built from users alone (older callers) reads the same in both fields
+        if self.load is None and self.unit == "users":
+            object.__setattr__(self, "load", self.users)
+        if self.first_bad_load is None and self.unit == "users":
+            object.__setattr__(self, "first_bad_load", self.first_bad_users)
 
 
 def _check_tolerance(tolerance: float, alpha: float) -> None:
@@ -49,18 +62,42 @@ def _check_tolerance(tolerance: float, alpha: float) -> None:
         raise AnalysisInputError(f"alpha must be between 0 and 1, got {alpha!r}")
 
 
+def load_unit(levels: pd.DataFrame) -> str:
+    """Unit of the offered load of a level table: "req/s" when it has an open-model ``load``, else "users".
+
+    Examples
+    --------
+    >>> load_unit(pd.DataFrame({"level": [0], "users": [4.0]}))
+    'users'
+    >>> load_unit(pd.DataFrame({"level": [0], "users": [4.0], "load": [50.0], "load_unit": ["req/s"]}))
+    'req/s'
+    """
+    if "load_unit" in levels.columns and len(levels):
+        return str(levels["load_unit"].iloc[0])
+    return "users"
+
+
+def _load_column(levels: pd.DataFrame) -> str:
+    return "load" if "load" in levels.columns and levels["load"].notna().any() else "users"
+
+
 def load_order(levels: pd.DataFrame) -> pd.DataFrame:
-    """Levels sorted by offered users (then level index); the first row is the baseline.
+    """Levels sorted by offered load (then level index); the first row is the baseline.
+
+    The offered load is ``load`` when the table has it (the arrival rate of an
+    open-model run, else the users), otherwise ``users``.
 
     Examples
     --------
     >>> load_order(pd.DataFrame({"level": [0, 1, 2], "users": [8.0, 2.0, 8.0]}))["level"].tolist()
     [1, 0, 2]
+    >>> load_order(pd.DataFrame({"level": [0, 1], "users": [8.0, 8.0], "load": [90.0, 30.0]}))["level"].tolist()
+    [1, 0]
     """
     for column in ("level", "users"):
         if column not in levels.columns:
             raise AnalysisInputError(f"level table has no column '{column}'; columns are: {', '.join(levels.columns)}")
-    return levels.sort_values(["users", "level"], kind="stable").reset_index(drop=True)
+    return levels.sort_values([_load_column(levels), "level"], kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -259,12 +296,20 @@ def find_knee(
     else:
         return None
     bad = np.flatnonzero(flags)
+    unit = load_unit(levels)
+    column = _load_column(ordered)
+
+    def at(row: pd.Series | None) -> tuple[int | None, float | None, float | None]:
+        if row is None:
+            return None, None, None
+        return int(row["level"]), float(row["users"]), float(row[column])
+
     if len(bad) == 0:
-        last = ordered.iloc[-1]
-        return Knee(int(last["level"]), float(last["users"]), None, None, criterion)
-    first = int(bad[0])
-    bad_row = ordered.iloc[first]
-    if first == 0:
-        return Knee(None, None, int(bad_row["level"]), float(bad_row["users"]), criterion)
-    before = ordered.iloc[first - 1]
-    return Knee(int(before["level"]), float(before["users"]), int(bad_row["level"]), float(bad_row["users"]), criterion)
+        good, worst = ordered.iloc[-1], None
+    elif bad[0] == 0:
+        good, worst = None, ordered.iloc[0]
+    else:
+        good, worst = ordered.iloc[int(bad[0]) - 1], ordered.iloc[int(bad[0])]
+    level, users, load = at(good)
+    bad_level, bad_users, bad_load = at(worst)
+    return Knee(level, users, bad_level, bad_users, criterion, load=load, first_bad_load=bad_load, unit=unit)

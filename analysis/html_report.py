@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.degradation import load_order
+from analysis.degradation import load_order, load_unit
 from analysis.errors import AnalysisInputError
-from analysis.report import ANALYSIS_VERSION, RunAnalysis, describe_knee
+from analysis.report import ANALYSIS_VERSION, LevelHeadline, RunAnalysis, describe_knee
 from analysis.rules import Rule, check_rules, parse_rule
 
 __all__ = ["CHART_CAPTIONS", "render_html", "write_html"]
@@ -36,7 +36,9 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
     ),
     "latency.png": (
         "Latency percentiles against load",
-        "p50 to p99 of successful responses at each level; the dashed line is the latency SLO when one is set.",
+        "p50 to p99 of successful responses at each level; in an open-model run the dashed curves are measured from "
+        "the scheduled time (the wait for a free user counts), the solid ones from the send; a red line is the "
+        "latency SLO when one is set.",
     ),
     "throughput.png": (
         "Throughput and quality goodput against load",
@@ -147,8 +149,11 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
     ordered = load_order(levels)
     kinds = _error_kinds(ordered)
     quality = ["MAE", "RMSE"] if task == "regression" else ["accuracy % [95% CI]", "effective accuracy %"]
+    rate = load_unit(levels) == "req/s"
+    scheduled = "p95_sched_ms" in ordered.columns
     header = [
         "level",
+        *(["offered req/s"] if rate else []),
         "users",
         "n",
         "req/s",
@@ -158,6 +163,7 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
         "p50 ms",
         "p95 ms",
         "p99 ms",
+        *(["p95 ms from schedule", "p99 ms from schedule", "lag p99 ms", "late %"] if scheduled else []),
         "goodput/s",
         "vs baseline",
     ]
@@ -173,6 +179,7 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
         flag, css = _flag(row)
         cells = [
             str(int(row["level"])),
+            *([_fmt(row["target_rps"], "g")] if rate else []),
             _fmt(row["users"], "g"),
             str(int(row["n"])),
             _fmt(row["throughput_rps"], ".1f"),
@@ -182,6 +189,16 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
             _fmt(row.get("p50_ms"), ".1f"),
             _fmt(row.get("p95_ms"), ".1f"),
             _fmt(row.get("p99_ms"), ".1f"),
+            *(
+                [
+                    _fmt(row.get("p95_sched_ms"), ".1f"),
+                    _fmt(row.get("p99_sched_ms"), ".1f"),
+                    _fmt(row.get("lag_p99_ms"), ".1f"),
+                    _pct(row.get("late_share")),
+                ]
+                if scheduled
+                else []
+            ),
             _fmt(row.get("goodput_rps"), ".1f"),
             flag,
         ]
@@ -220,9 +237,10 @@ def _rules_html(analysis: RunAnalysis, rules: Sequence[str | Rule] | None) -> tu
             '<span class="pass">pass</span>' if row["passed"] else f'<span class="fail">{_e(row["verdict"])}</span>'
         )
         rows.append(
-            [f"<code>{_e(row['rule'])}</code>", _fmt(row["measured"], ".4g"), _fmt(row["at_users"], "g"), verdict_cell]
+            [f"<code>{_e(row['rule'])}</code>", _fmt(row["measured"], ".4g"), _fmt(row["at_load"], "g"), verdict_cell]
         )
-    return sentence, _rows_table(["rule", "measured", "at users", "verdict"], rows, text_columns=1, id_="rules")
+    header = ["rule", "measured", f"at {_e(load_unit(analysis.levels))}", "verdict"]
+    return sentence, _rows_table(header, rows, text_columns=1, id_="rules")
 
 
 def _errors_html(joined: pd.DataFrame) -> str:
@@ -258,7 +276,7 @@ def _wrong_html(analysis: RunAnalysis) -> str:
         & ~joined["correct"].fillna(True).to_numpy(dtype=bool)
     ]
     if wrong.empty:
-        return f"<p>No wrong answer at the highest load ({top.users:g} users).</p>"
+        return f"<p>No wrong answer at the highest load ({_load(top)} {_e(analysis.summary.load_unit)}).</p>"
     pairs = (
         pd.DataFrame({"label": wrong["y_true"].astype(str), "prediction": wrong["y_pred"].astype(str)})
         .value_counts()
@@ -268,7 +286,8 @@ def _wrong_html(analysis: RunAnalysis) -> str:
         [f"<code>{_e(r['label'])}</code>", f"<code>{_e(r['prediction'])}</code>", str(int(r["n"]))]
         for r in pairs.reset_index(name="n").to_dict("records")
     ]
-    intro = f"<p>The most frequent wrong answers at the highest load ({top.users:g} users, {len(wrong)} wrong):</p>"
+    unit = _e(analysis.summary.load_unit)
+    intro = f"<p>The most frequent wrong answers at the highest load ({_load(top)} {unit}, {len(wrong)} wrong):</p>"
     return intro + _rows_table(["label", "prediction", "responses"], rows, text_columns=2, id_="wrong")
 
 
@@ -284,6 +303,10 @@ def _charts_html(charts: Mapping[str, bytes]) -> str:
             f"<figcaption><strong>{_e(title)}.</strong> {_e(caption)}</figcaption></figure>"
         )
     return "".join(parts)
+
+
+def _load(headline: LevelHeadline) -> str:
+    return _fmt(headline.load if headline.load is not None else headline.users, "g")
 
 
 def _versions(info: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -334,7 +357,7 @@ def render_html(
         + (f": {_e(description)}" if description else "."),
         f"Task: {_e(summary.task)}{' (inferred from the labels)' if summary.task_inferred else ''}; "
         f"{counts.n_records} records in {summary.n_levels} {_e(summary.level_kind)} levels, "
-        f"{summary.baseline.users:g} to {summary.highest_load.users:g} users.",
+        f"{_load(summary.baseline)} to {_load(summary.highest_load)} {_e(summary.load_unit)} offered.",
         _e(describe_knee("Quality knee", summary.quality_knee)) + ".",
         _e(describe_knee("Latency knee", summary.latency_knee)) + ".",
         rules_sentence,
@@ -353,8 +376,8 @@ def render_html(
     ]
     settings = [
         f"Quality metric for degradation and the knee: {_e(summary.metric)}; a level is degraded when it is "
-        f"significantly worse than the baseline ({summary.baseline.users:g} users) after Holm correction at "
-        f"alpha {summary.alpha:g} and by more than {100 * summary.tolerance:g} percentage points.",
+        f"significantly worse than the baseline ({_load(summary.baseline)} {_e(summary.load_unit)}) after Holm "
+        f"correction at alpha {summary.alpha:g} and by more than {100 * summary.tolerance:g} percentage points.",
         "Latency SLO: " + (f"{summary.slo_latency_ms:g} ms." if summary.slo_latency_ms is not None else "none."),
         *(_e(a) + "." for a in summary.assumptions),
     ]

@@ -31,6 +31,7 @@ from analysis.stats import wilson_interval
 __all__ = [
     "ERROR_KINDS",
     "LATENCY_PERCENTILES",
+    "LATE_MS",
     "LabelPairs",
     "classification_metrics",
     "latency_percentiles",
@@ -43,6 +44,8 @@ __all__ = [
 
 ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "connection", "decode", "extract")
 LATENCY_PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
+#: An open-model arrival sent more than this many milliseconds after it was due is late.
+LATE_MS = 10.0
 # Per-class recall columns are added to the level table up to this many classes.
 MAX_CLASS_COLUMNS = 50
 
@@ -179,24 +182,43 @@ def text_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, floa
     }
 
 
-def latency_percentiles(latency_ms: npt.ArrayLike) -> dict[str, float]:
+def latency_percentiles(
+    latency_ms: npt.ArrayLike, *, percentiles: tuple[int, ...] = LATENCY_PERCENTILES, name: str = "p{q}_ms"
+) -> dict[str, float]:
     """Exact latency percentiles (numpy's linear interpolation) and the maximum.
+
+    Parameters
+    ----------
+    latency_ms : array-like
+        Latencies; NaN values are left out.
+    percentiles : tuple of int
+        Which percentiles.
+    name : str
+        Key of each figure, ``{q}`` the percentile (``"max"`` for the maximum).
 
     Examples
     --------
     >>> latency_percentiles([10.0, 20.0, 30.0, 40.0, 50.0])["p50_ms"]
     30.0
+    >>> latency_percentiles([10.0, 20.0, 30.0], percentiles=(50,), name="lag_p{q}_ms")
+    {'lag_p50_ms': 20.0, 'lag_max_ms': 30.0}
     """
     values = np.asarray(latency_ms, dtype=float)
     values = values[~np.isnan(values)]
-    keys = [f"p{q}_ms" for q in LATENCY_PERCENTILES] + ["max_ms"]
+    max_key = name.replace("p{q}", "max")
+    keys = [name.format(q=q) for q in percentiles] + [max_key]
     if len(values) == 0:
         return _nan_dict(keys)
-    qs = np.percentile(values, LATENCY_PERCENTILES)
+    qs = np.percentile(values, percentiles)
     return {
-        **{f"p{q}_ms": float(v) for q, v in zip(LATENCY_PERCENTILES, qs, strict=True)},
-        "max_ms": float(values.max()),
+        **{name.format(q=q): float(v) for q, v in zip(percentiles, qs, strict=True)},
+        max_key: float(values.max()),
     }
+
+
+def _median(values: npt.NDArray[np.float64]) -> float:
+    finite = values[~np.isnan(values)]
+    return float(np.median(finite)) if len(finite) else float("nan")
 
 
 class LabelPairs:
@@ -302,7 +324,10 @@ def level_table(
     pandas.DataFrame
         Columns: ``level``, ``t_start``, ``t_end``, ``duration_s``, ``users``
         (offered: median ``target_users`` when recorded, else median
-        ``users_active``), ``users_active``, ``n``, ``n_ok``, ``n_truth``
+        ``users_active``), ``target_rps`` (open model: the offered arrival
+        rate, else NaN), ``load`` and ``load_unit`` (the offered load: the
+        rate in "req/s" when the run recorded one, else the users),
+        ``users_active``, ``n``, ``n_ok``, ``n_truth``
         (records with a label), ``n_scored`` (successful and labelled),
         ``throughput_rps`` (requests sent per second of the level),
         ``inflight_mean``/``inflight_max`` (exact in-flight concurrency),
@@ -314,7 +339,13 @@ def level_table(
         the SLO), ``n_no_answer`` and ``no_answer_rate`` (successful, labelled
         responses whose prediction was ``null``: wrong answers; for regression
         left out of MAE/RMSE/R² and of goodput), then task metrics
-        (scikit-learn) and ``recall[<class>]``.
+        (scikit-learn) and ``recall[<class>]``. When the records carry
+        ``t_scheduled`` (open model), also the latency from the scheduled time
+        (corrected for coordinated omission: the wait for a free user counts)
+        ``p50_sched_ms`` ... ``max_sched_ms`` over successful responses, the
+        schedule lag ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms`` and the
+        late arrivals (lag above ``LATE_MS``) ``n_late`` and ``late_share``,
+        over every request sent.
 
     Examples
     --------
@@ -345,6 +376,13 @@ def level_table(
         if "target_users" in joined.columns
         else None
     )
+    rate_all = joined["target_rps"].to_numpy(dtype=float) if "target_rps" in joined.columns else None
+    open_model = rate_all is not None and bool(np.isfinite(rate_all).any())
+    lag_all: npt.NDArray[np.float64] | None = None
+    if "t_scheduled" in joined.columns:
+        scheduled = joined["t_scheduled"].to_numpy(dtype=float)
+        if np.isfinite(scheduled).any():
+            lag_all = (joined["t_sent"].to_numpy(dtype=float) - scheduled) * 1000.0
     y_true_all = joined["y_true"].to_numpy()
     y_pred_all = joined["y_pred"].to_numpy()
     if "no_answer" in joined.columns:
@@ -391,6 +429,11 @@ def level_table(
             "t_end": float(bound_ends[position]),
             "duration_s": duration,
             "users": users,
+            "target_rps": _median(rate_all[positions]) if open_model and rate_all is not None else float("nan"),
+        }
+        row["load"] = row["target_rps"] if open_model else users
+        row["load_unit"] = "req/s" if open_model else "users"
+        row |= {
             "users_active": float(np.median(active)) if n else float("nan"),
             "n": n,
             "n_ok": n_ok,
@@ -424,6 +467,8 @@ def level_table(
         row["no_answer_rate"] = row["n_no_answer"] / n_scored if n_scored else np.nan
         latency = latency_all[positions]
         row.update(latency_percentiles(latency[ok]))
+        if lag_all is not None:
+            row.update(_schedule_figures(lag_all[positions], latency, ok))
         within = latency <= slo_latency_ms if slo_latency_ms is not None else np.ones(n, dtype=bool)
         good = (ok & ~no_answer & within) if task == "regression" else (correct & scored & within)
         row["goodput_rps"] = float(good.sum()) / duration
@@ -440,6 +485,25 @@ def level_table(
             row.update(metrics(y_true, y_pred))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _schedule_figures(
+    lag_ms: npt.NDArray[np.float64], latency_ms: npt.NDArray[np.float64], ok: npt.NDArray[np.bool_]
+) -> dict[str, float]:
+    """Open-model figures of one level: latency from the scheduled time, schedule lag, late arrivals.
+
+    Latency from the send alone hides the time an arrival waited for a free
+    user (coordinated omission); from the scheduled time it is what a client
+    arriving on schedule would have seen, as wrk2 and MLPerf LoadGen report it.
+    """
+    scheduled = ~np.isnan(lag_ms)
+    figures = latency_percentiles((lag_ms + latency_ms)[ok & scheduled], name="p{q}_sched_ms")
+    figures.update(latency_percentiles(lag_ms[scheduled], percentiles=(50, 99), name="lag_p{q}_ms"))
+    n_late = int((lag_ms[scheduled] > LATE_MS).sum())
+    n_scheduled = int(scheduled.sum())
+    figures["n_late"] = n_late
+    figures["late_share"] = n_late / n_scheduled if n_scheduled else float("nan")
+    return figures
 
 
 def _recalls(

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
-from analysis.degradation import Knee, load_order
+from analysis.degradation import Knee, load_order, load_unit
 from analysis.errors import AnalysisInputError
 from analysis.metrics import ERROR_KINDS, LabelPairs, per_class_recall, sorted_classes
 
@@ -45,9 +45,16 @@ def _check_levels(levels: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return load_order(levels)
 
 
+def _offered(ordered: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """The x axis of a chart against load: the offered users, or the target rate in an open-model run."""
+    unit = load_unit(ordered)
+    column = "load" if unit != "users" and "load" in ordered.columns else "users"
+    return ordered[column].to_numpy(dtype=float), f"offered load ({unit})"
+
+
 def _knee_line(ax: Axes, knee: Knee | None, *, label: str) -> None:
-    if knee is not None and knee.first_bad_users is not None and knee.users is not None:
-        ax.axvline(knee.users, color="tab:red", linestyle="--", linewidth=1.2, label=label)
+    if knee is not None and knee.first_bad_level is not None and knee.load is not None:
+        ax.axvline(knee.load, color="tab:red", linestyle="--", linewidth=1.2, label=label)
 
 
 def plot_accuracy(levels: pd.DataFrame, *, knee: Knee | None = None, title: str = "") -> Figure:
@@ -64,7 +71,7 @@ def plot_accuracy(levels: pd.DataFrame, *, knee: Knee | None = None, title: str 
     ordered = _check_levels(levels, ["accuracy", "effective_accuracy"])
     fig = Figure(figsize=_SIZE, layout="constrained")
     ax = fig.add_subplot()
-    x = ordered["users"].to_numpy(dtype=float)
+    x, x_label = _offered(ordered)
     for name, label, color in (
         ("accuracy", "accuracy of successful responses", "tab:blue"),
         ("effective_accuracy", "effective accuracy (errors count as wrong)", "tab:orange"),
@@ -87,8 +94,8 @@ def plot_accuracy(levels: pd.DataFrame, *, knee: Knee | None = None, title: str 
                 zorder=5,
                 label="significantly worse than baseline",
             )
-    _knee_line(ax, knee, label=f"knee: {knee.users:g} users" if knee and knee.users is not None else "knee")
-    ax.set_xlabel("offered load (users)")
+    _knee_line(ax, knee, label=f"knee: {knee.load:g} {knee.unit}" if knee and knee.load is not None else "knee")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "Accuracy against load")
     ax.grid(alpha=0.3)
@@ -97,21 +104,43 @@ def plot_accuracy(levels: pd.DataFrame, *, knee: Knee | None = None, title: str 
 
 
 def plot_latency(levels: pd.DataFrame, *, slo_latency_ms: float | None = None, title: str = "") -> Figure:
-    """Latency percentiles (p50, p90, p95, p99) of successful responses against offered users."""
+    """Latency percentiles (p50, p90, p95, p99) of successful responses against offered load.
+
+    In an open-model run (``p50_sched_ms`` ... present) each percentile is drawn twice: from the send (solid)
+    and from the scheduled time (dashed, the same colour), so a stall hidden by coordinated omission shows as
+    the gap between them.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0, 1], "users": [4.0, 4.0], "load": [10.0, 20.0], "load_unit": "req/s",
+    ...     "p50_ms": [5.0, 6.0], "p90_ms": [7.0, 8.0], "p95_ms": [8.0, 9.0], "p99_ms": [9.0, 10.0],
+    ...     "p50_sched_ms": [5.0, 60.0], "p90_sched_ms": [7.0, 80.0], "p95_sched_ms": [8.0, 90.0],
+    ...     "p99_sched_ms": [9.0, 100.0]})
+    >>> ax = plot_latency(levels).axes[0]
+    >>> ax.get_xlabel(), ax.get_legend_handles_labels()[1]
+    ('offered load (req/s)', ['p50', 'p50 from schedule', 'p90', 'p90 from schedule', 'p95', 'p95 from schedule', \
+'p99', 'p99 from schedule'])
+    """
     columns = ["p50_ms", "p90_ms", "p95_ms", "p99_ms"]
     ordered = _check_levels(levels, columns)
+    scheduled = all(c.replace("_ms", "_sched_ms") in ordered.columns for c in columns)
     fig = Figure(figsize=_SIZE, layout="constrained")
     ax = fig.add_subplot()
-    x = ordered["users"].to_numpy(dtype=float)
-    for column in columns:
-        ax.plot(x, ordered[column].to_numpy(dtype=float), marker="o", label=column.replace("_ms", ""))
+    x, x_label = _offered(ordered)
+    for column, color in zip(columns, ("tab:blue", "tab:orange", "tab:green", "tab:purple"), strict=True):
+        name = column.replace("_ms", "")
+        ax.plot(x, ordered[column].to_numpy(dtype=float), marker="o", color=color, label=name)
+        if scheduled:
+            corrected = ordered[column.replace("_ms", "_sched_ms")].to_numpy(dtype=float)
+            ax.plot(x, corrected, marker="s", linestyle="--", color=color, label=f"{name} from schedule")
     if slo_latency_ms is not None:
         ax.axhline(slo_latency_ms, color="tab:red", linestyle="--", label=f"SLO {slo_latency_ms:g} ms")
-    ax.set_xlabel("offered load (users)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("latency (ms)")
-    ax.set_title(title or "Latency percentiles against load (successful responses)")
+    what = "successful responses; dashed: from the scheduled time" if scheduled else "successful responses"
+    ax.set_title(title or f"Latency percentiles against load ({what})")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", ncol=2 if scheduled else 1)
     return fig
 
 
@@ -120,10 +149,12 @@ def plot_throughput(levels: pd.DataFrame, *, title: str = "") -> Figure:
     ordered = _check_levels(levels, ["throughput_rps", "goodput_rps"])
     fig = Figure(figsize=_SIZE, layout="constrained")
     ax = fig.add_subplot()
-    x = ordered["users"].to_numpy(dtype=float)
+    x, x_label = _offered(ordered)
+    if load_unit(ordered) == "req/s":
+        ax.plot(x, x, color="tab:gray", linestyle=":", label="offered rate")
     ax.plot(x, ordered["throughput_rps"].to_numpy(dtype=float), marker="o", label="throughput (requests/s)")
     ax.plot(x, ordered["goodput_rps"].to_numpy(dtype=float), marker="s", label="goodput (correct within SLO/s)")
-    ax.set_xlabel("offered load (users)")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("per second")
     ax.set_title(title or "Throughput and quality goodput against load")
     ax.grid(alpha=0.3)
@@ -143,8 +174,9 @@ def plot_errors(levels: pd.DataFrame, *, title: str = "") -> Figure:
         values = 100 * ordered[f"error_rate_{kind}"].to_numpy(dtype=float)
         ax.bar(positions, values, bottom=bottom, label=kind)
         bottom += np.nan_to_num(values)
-    ax.set_xticks(positions, [f"{u:g}" for u in ordered["users"]])
-    ax.set_xlabel("offered load (users)")
+    x, x_label = _offered(ordered)
+    ax.set_xticks(positions, [f"{u:g}" for u in x])
+    ax.set_xlabel(x_label)
     ax.set_ylabel("errors (% of requests)")
     ax.set_title(title or "Errors by kind against load")
     ax.grid(alpha=0.3, axis="y")
@@ -187,7 +219,9 @@ def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "")
     return fig
 
 
-def plot_class_recall(recall: pd.DataFrame, *, users: pd.Series | None = None, title: str = "") -> Figure:
+def plot_class_recall(
+    recall: pd.DataFrame, *, users: pd.Series | None = None, unit: str = "users", title: str = ""
+) -> Figure:
     """Heatmap of per-class recall (rows: classes, columns: load levels), from :func:`analysis.per_class_recall`."""
     fig = Figure(
         figsize=(max(6.0, 0.6 * len(recall) + 3), max(3.0, 0.35 * recall.shape[1] + 1.5)), layout="constrained"
@@ -198,7 +232,7 @@ def plot_class_recall(recall: pd.DataFrame, *, users: pd.Series | None = None, t
     labels = [f"{users.get(level, level):g}" if users is not None else str(level) for level in recall.index]
     ax.set_xticks(np.arange(len(recall.index)), labels)
     ax.set_yticks(np.arange(recall.shape[1]), [str(c) for c in recall.columns])
-    ax.set_xlabel("offered load (users)" if users is not None else "level")
+    ax.set_xlabel(f"offered load ({unit})" if users is not None else "level")
     ax.set_ylabel("class")
     fig.colorbar(image, ax=ax, label="recall (%)")
     ax.set_title(title or "Per-class recall against load")
@@ -319,10 +353,11 @@ def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict
     if summary.task != "regression":
         figures["over_time.png"] = plot_over_time(joined)
     if summary.task == "classification":
-        users = levels.set_index("level")["users"]
+        offered, _ = _offered(levels)
+        users = pd.Series(offered, index=levels["level"].to_numpy())
         recall = per_class_recall(joined)
         if 0 < recall.shape[1] <= 100:
-            figures["class_recall.png"] = plot_class_recall(recall, users=users)
+            figures["class_recall.png"] = plot_class_recall(recall, users=users, unit=summary.load_unit)
         classes = sorted_classes(np.concatenate([pd.unique(joined["y_true"]), pd.unique(joined["y_pred"])]))
         if len(classes) <= 30:
             base, top = summary.baseline, summary.highest_load
@@ -330,7 +365,10 @@ def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict
                 joined,
                 levels=[base.level, top.level],
                 labels=classes,
-                titles=[f"baseline: {base.users:g} users", f"highest load: {top.users:g} users"],
+                titles=[
+                    f"baseline: {base.load if base.load is not None else base.users:g} {summary.load_unit}",
+                    f"highest load: {top.load if top.load is not None else top.users:g} {summary.load_unit}",
+                ],
             )
     paths = {}
     for name, figure in figures.items():

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order
+from analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order, load_unit
 from analysis.errors import AnalysisInputError
 from analysis.io import RunData, load_run, wants_progress
 from analysis.join import JoinSummary, join_truth
@@ -62,6 +62,18 @@ class LevelHeadline:
     """Requests per second."""
     goodput_rps: float
     """Correct answers within the latency SLO per second."""
+    load: float | None = None
+    """Offered load in the summary's ``load_unit``: the arrival rate in an open-model run, else the users."""
+    target_rps: float | None = None
+    """Open model: the offered arrival rate (requests per second)."""
+    p95_sched_ms: float | None = None
+    """Open model: 95th percentile latency from the scheduled time (coordinated omission corrected)."""
+    p99_sched_ms: float | None = None
+    """Open model: 99th percentile latency from the scheduled time."""
+    lag_p99_ms: float | None = None
+    """Open model: 99th percentile of the schedule lag (send time minus scheduled time)."""
+    late_share: float | None = None
+    """Open model: share of requests sent more than 10 ms after they were due."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,8 @@ class Summary:
     """Records sent outside every stage (e.g. during shutdown), left out of the levels."""
     assumptions: list[str] = field(default_factory=list)
     """Interpretations made along the way."""
+    load_unit: str = "users"
+    """Unit of the offered load of each level: "users" (closed model) or "req/s" (open model: the arrival rate)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,9 @@ def _optional(value: Any) -> float | None:
 
 
 def _headline(row: pd.Series) -> LevelHeadline:
+    def get(name: str) -> float | None:
+        return _optional(row[name]) if name in row.index else None
+
     return LevelHeadline(
         level=int(row["level"]),
         users=float(row["users"]),
@@ -158,6 +175,12 @@ def _headline(row: pd.Series) -> LevelHeadline:
         p95_ms=_optional(row["p95_ms"]),
         throughput_rps=float(row["throughput_rps"]),
         goodput_rps=float(row["goodput_rps"]),
+        load=get("load") if "load" in row.index else float(row["users"]),
+        target_rps=get("target_rps"),
+        p95_sched_ms=get("p95_sched_ms"),
+        p99_sched_ms=get("p99_sched_ms"),
+        lag_p99_ms=get("lag_p99_ms"),
+        late_share=get("late_share"),
     )
 
 
@@ -206,6 +229,14 @@ def summarize(
     if level_kind == "window":
         assumptions.append(f"no stages recorded: levels are {window_s:g} s time windows")
     assumptions.append("latency percentiles are over successful responses; errors are counted in error_rate")
+    unit = load_unit(levels)
+    if unit == "req/s":
+        assumptions.append("open model: the offered load of a level is its target arrival rate (req/s)")
+    if "p95_sched_ms" in levels.columns:
+        assumptions.append(
+            "latency from the scheduled time (p*_sched_ms) adds the wait before the send to the latency "
+            "(coordinated-omission corrected); an arrival sent more than 10 ms after it was due is late"
+        )
     if counts.task == "regression":
         quality_knee = None
         degraded: list[int] = []
@@ -231,11 +262,17 @@ def summarize(
         max_throughput_rps=float(levels["throughput_rps"].max()),
         max_goodput_rps=float(levels["goodput_rps"].max()),
         quality_knee=quality_knee,
-        latency_knee=find_knee(levels, slo_latency_ms=slo_latency_ms),
+        # an open-model client waits from when its request was due: the corrected p95 is the latency it sees
+        latency_knee=find_knee(
+            levels,
+            slo_latency_ms=slo_latency_ms,
+            latency_column="p95_sched_ms" if "p95_sched_ms" in levels.columns else "p95_ms",
+        ),
         degraded_levels=degraded,
         counts=counts,
         n_records_without_level=n_records_without_level,
         assumptions=assumptions,
+        load_unit=unit,
     )
 
 
@@ -378,19 +415,24 @@ def describe_knee(name: str, knee: Knee | None) -> str:
     --------
     >>> describe_knee("quality knee", Knee(1, 4.0, 2, 8.0, "accuracy below baseline"))
     'quality knee: 4 users (level 1); fails from 8 users (level 2): accuracy below baseline'
+    >>> describe_knee("latency knee", Knee(0, 8.0, 1, 8.0, "p95 too high", load=50.0, first_bad_load=80.0,
+    ...                                    unit="req/s"))
+    'latency knee: 50 req/s (level 0); fails from 80 req/s (level 1): p95 too high'
     >>> describe_knee("latency knee", None)
     'latency knee: not applicable'
     """
     if knee is None:
         return f"{name}: not applicable"
+
+    def load(value: float | None) -> str:
+        return f"{value:g} {knee.unit}" if value is not None else f"? {knee.unit}"
+
     if knee.first_bad_level is None:
-        return f"{name}: none, holds up to the highest load tested ({knee.users:g} users, level {knee.level})"
+        return f"{name}: none, holds up to the highest load tested ({load(knee.load)}, level {knee.level})"
     if knee.level is None:
-        return (
-            f"{name}: already failing at the lowest load ({knee.first_bad_users:g} users, level {knee.first_bad_level})"
-        )
+        return f"{name}: already failing at the lowest load ({load(knee.first_bad_load)}, level {knee.first_bad_level})"
     return (
-        f"{name}: {knee.users:g} users (level {knee.level}); fails from {knee.first_bad_users:g} users "
+        f"{name}: {load(knee.load)} (level {knee.level}); fails from {load(knee.first_bad_load)} "
         f"(level {knee.first_bad_level}): {knee.criterion}"
     )
 
@@ -402,6 +444,11 @@ def _pct(value: float) -> str:
 def format_levels(levels: pd.DataFrame, *, task: str = "classification") -> str:
     """The per-level table printed by ``report``: one line per level, in load order.
 
+    The offered load is the users, or the target rate (``rate/s``) in an
+    open-model run; ``req/s`` is what was achieved. With scheduled times
+    (open model) the table adds p95 and p99 latency from the scheduled time,
+    the p99 schedule lag and the share of late arrivals.
+
     Examples
     --------
     >>> levels = pd.DataFrame({"level": [0], "users": [2.0], "n": [400], "throughput_rps": [40.0],
@@ -410,11 +457,23 @@ def format_levels(levels: pd.DataFrame, *, task: str = "classification") -> str:
     >>> print(format_levels(levels))
     level  users      n    req/s  accuracy [95% CI]      eff.acc  error%   p95 ms
         0      2    400     40.0   95.0 [92.5, 96.7]        95.0     0.0     61.2
+    >>> print(format_levels(levels.assign(load=[50.0], load_unit="req/s", p95_sched_ms=[900.0],
+    ...     p99_sched_ms=[1200.0], lag_p99_ms=[1100.0], late_share=[0.25])))
+    level rate/s      n    req/s  accuracy [95% CI]      eff.acc  error%   p95 ms  p95 sch  p99 sch  lag p99  late%
+        0     50    400     40.0   95.0 [92.5, 96.7]        95.0     0.0     61.2    900.0   1200.0   1100.0   25.0
     """
     ordered = load_order(levels)
     quality = "MAE" if task == "regression" else "accuracy [95% CI]"
-    lines = [f"level  users      n    req/s  {quality:<21}  eff.acc  error%   p95 ms"]
-    for _, row in ordered.iterrows():
+    rate = load_unit(levels) == "req/s"
+    scheduled = "p95_sched_ms" in ordered.columns
+    offered = ordered["load"] if rate else ordered["users"]
+    extra = "  p95 sch  p99 sch  lag p99  late%" if scheduled else ""
+    lines = [f"level {'rate/s' if rate else ' users'}      n    req/s  {quality:<21}  eff.acc  error%   p95 ms{extra}"]
+
+    def ms(value: float) -> str:
+        return "       -" if value != value else f"{value:8.1f}"
+
+    for (_, row), load in zip(ordered.iterrows(), offered, strict=True):
         if task == "regression":
             quality_cell = f"{row.get('mae', float('nan')):>21.4g}"
         else:
@@ -428,9 +487,16 @@ def format_levels(levels: pd.DataFrame, *, task: str = "classification") -> str:
             flag = "  DEGRADED"
         elif bool(row.get("vs_baseline_significantly_worse", False)):
             flag = "  worse (within tolerance)"
-        p95 = "       -" if row["p95_ms"] != row["p95_ms"] else f"{row['p95_ms']:8.1f}"
+        sched = ""
+        if scheduled:
+            sched = (
+                f" {ms(row['p95_sched_ms'])} {ms(row['p99_sched_ms'])} {ms(row['lag_p99_ms'])} "
+                f"{_pct(row['late_share']):>6}"
+            )
+        offered_cell = format(load, "5g" if rate else "5.0f")
         lines.append(
-            f"{int(row['level']):5d}  {row['users']:5.0f}  {int(row['n']):5d}  {row['throughput_rps']:7.1f}  "
-            f"{quality_cell:<21}  {_pct(row['effective_accuracy']):>7}  {_pct(row['error_rate']):>6} {p95}{flag}"
+            f"{int(row['level']):5d}  {offered_cell}  {int(row['n']):5d}  {row['throughput_rps']:7.1f}  "
+            f"{quality_cell:<21}  {_pct(row['effective_accuracy']):>7}  {_pct(row['error_rate']):>6} "
+            f"{ms(row['p95_ms'])}{sched}{flag}"
         )
     return "\n".join(lines)

@@ -53,6 +53,15 @@ _COLUMNS = (
     "p95_ms",
     "p99_ms",
     "max_ms",
+    "p50_sched_ms",
+    "p90_sched_ms",
+    "p95_sched_ms",
+    "p99_sched_ms",
+    "max_sched_ms",
+    "lag_p50_ms",
+    "lag_p99_ms",
+    "lag_max_ms",
+    "late_share",
     "error_rate",
     "error_rate_http",
     "error_rate_timeout",
@@ -64,7 +73,8 @@ _COLUMNS = (
 )
 #: Every metric a rule may name.
 RULE_METRICS: tuple[str, ...] = (*_DROPS, *_CAPACITY, *_COLUMNS)
-_CONDITION_FIELDS = ("users", "level")
+_CONDITION_FIELDS = ("users", "level", "rate")
+_CONDITION_COLUMNS = {"users": "users", "level": "level", "rate": "target_rps"}
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?%?"
 _RULE_RE = re.compile(
@@ -86,7 +96,8 @@ class Rule:
     threshold: float
     """Bound (a percentage is stored as a share)."""
     where_field: str | None = None
-    """``users`` or ``level`` when the rule applies to some levels only."""
+    """``users``, ``level`` or ``rate`` (open model: the target arrival rate) when the rule applies to some levels
+    only."""
     where_op: str | None = None
     """Comparison of the condition."""
     where_value: float | None = None
@@ -131,7 +142,7 @@ where_field='users', where_op='>=', where_value=50.0)
     match = _RULE_RE.match(text)
     if match is None:
         raise AnalysisInputError(
-            f"rule {text!r} is not of the form METRIC OP VALUE[@users|level OP VALUE] "
+            f"rule {text!r} is not of the form METRIC OP VALUE[@users|level|rate OP VALUE] "
             "with OP one of <=, >=, <, >, == (e.g. 'p95_ms<=200' or 'effective_accuracy>=0.9@users>=50')"
         )
     metric = match["metric"]
@@ -177,7 +188,8 @@ def check_rules(levels: pd.DataFrame, rules: Sequence[str | Rule]) -> pd.DataFra
     -------
     pandas.DataFrame
         One row per rule: ``rule``, ``measured`` (the deciding value),
-        ``at_level`` and ``at_users`` (where it was measured), ``levels``
+        ``at_level``, ``at_users`` and ``at_load`` (where it was measured;
+        the load is the rate in an open-model run), ``levels``
         (how many levels the rule applied to), ``passed`` (bool) and
         ``verdict`` ("pass", "fail", or "fail: no data" when no level had a
         value, e.g. a condition no level meets).
@@ -196,6 +208,7 @@ def check_rules(levels: pd.DataFrame, rules: Sequence[str | Rule]) -> pd.DataFra
         if column not in levels.columns:
             raise AnalysisInputError(f"level table has no column '{column}'; columns are: {', '.join(levels.columns)}")
     parsed = [r if isinstance(r, Rule) else parse_rule(r) for r in rules]
+    load = levels["load" if "load" in levels.columns else "users"].to_numpy(dtype=float)
     rows = []
     for rule in parsed:
         values = _values(levels, rule.metric)
@@ -203,7 +216,13 @@ def check_rules(levels: pd.DataFrame, rules: Sequence[str | Rule]) -> pd.DataFra
         if rule.where_field is not None and rule.where_op is not None and rule.where_value is not None:
             compare_where = _COMPARE[rule.where_op]
             where_value = rule.where_value
-            selected = levels[rule.where_field].astype(float).map(lambda v, c=compare_where, w=where_value: c(v, w))
+            column = _CONDITION_COLUMNS[rule.where_field]
+            if column not in levels.columns:
+                raise AnalysisInputError(
+                    f"rule {rule.text!r} selects levels by {rule.where_field}, but the run has no {column} "
+                    "(a rate is recorded by open-model runs only)"
+                )
+            selected = levels[column].astype(float).map(lambda v, c=compare_where, w=where_value: c(v, w))
         mask = selected.to_numpy(dtype=bool)
         value_array = values.to_numpy(dtype=float)
         usable = np.flatnonzero(mask & ~np.isnan(value_array))
@@ -215,6 +234,7 @@ def check_rules(levels: pd.DataFrame, rules: Sequence[str | Rule]) -> pd.DataFra
                     "measured": math.nan,
                     "at_level": None,
                     "at_users": math.nan,
+                    "at_load": math.nan,
                     "levels": n_levels,
                     "passed": False,
                     "verdict": "fail: no data",
@@ -235,9 +255,11 @@ def check_rules(levels: pd.DataFrame, rules: Sequence[str | Rule]) -> pd.DataFra
                 "measured": measured,
                 "at_level": int(levels["level"].to_numpy()[deciding]),
                 "at_users": float(levels["users"].to_numpy(dtype=float)[deciding]),
+                "at_load": float(load[deciding]),
                 "levels": n_levels,
                 "passed": passed,
                 "verdict": "pass" if passed else "fail",
             }
         )
-    return pd.DataFrame(rows, columns=["rule", "measured", "at_level", "at_users", "levels", "passed", "verdict"])
+    columns = ["rule", "measured", "at_level", "at_users", "at_load", "levels", "passed", "verdict"]
+    return pd.DataFrame(rows, columns=columns)
