@@ -80,3 +80,24 @@ def test_a_stall_shows_in_latency_from_the_due_time_not_from_the_send(tmp_path: 
     corrected = np.percentile((records["t_sent"] - records["t_scheduled"]) * 1000 + records["latency_ms"], 99)
     assert corrected > 500, corrected  # the stall, as a client arriving on schedule would have seen it
     assert uncorrected < 200, uncorrected  # only the 3 requests in flight saw it: below the 99th percentile
+
+
+def test_a_cap_too_low_for_the_rate_is_reported(tmp_path: Path, fixed_service_time: str) -> None:
+    """One user and 10 ms answers cannot carry 200 arrivals/s: the stage says so, and the lag shows why."""
+    scenario = write_scenario(
+        tmp_path / "s.yaml",
+        DIGITS,
+        load={
+            "kind": "rate",
+            "steps": [{"rate": 200, "duration_s": 3}, {"rate": 20, "duration_s": 2}],
+            "max_users": 1,
+            "_replace": True,
+        },
+    )
+    run = run_locust(scenario, tmp_path / "run", host=fixed_service_time)
+    records = assert_spine_invariants(run)
+    assert "stage 0 offered 200 arrivals/s but achieved" in run.output
+    assert "the cap of 1 users may be too low" in run.output
+    first = records[records["stage"] == 0]
+    assert len(first) < 0.5 * 200 * 3
+    assert ((first["t_sent"] - first["t_scheduled"]) * 1000).max() > 500  # arrivals waited for the one user
