@@ -15,6 +15,7 @@ from analysis.compare import compare_conclusion, compare_runs, format_comparison
 from analysis.degradation import load_unit
 from analysis.errors import AnalysisInputError
 from analysis.html_report import write_html
+from analysis.io import read_run_info
 from analysis.plots import write_charts
 from analysis.report import RunAnalysis, analyse_run, describe_knee, format_levels, write_outputs
 from analysis.rules import RULE_METRICS, check_rules, parse_rule
@@ -54,6 +55,10 @@ METRIC OP VALUE, optionally restricted to some levels with @users OP VALUE or
 @level OP VALUE; OP is one of <=, >=, <, >, ==; a VALUE may end in % (95% = 0.95).
 A rule must hold at every selected level (it is measured at the worst one),
 except goodput and throughput, which are measured at the best level.
+
+A run that never ended (run.json has ended_at null) is unusable input (exit 2) unless
+--allow-incomplete is given. A run that lost a worker is judged on its rules as usual, and
+the output says how many requests may be missing.
 
 Open-model runs (load kind rate: rows with t_scheduled) also have p95_sched_ms and
 p99_sched_ms (and p50/p90/max): latency measured from the scheduled time, so the wait
@@ -181,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(check)
     check.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="check a run that never ended (run.json has ended_at null: the master died, or the run is still "
+        "going) on the records written so far; without it such a run is unusable input (exit 2)",
+    )
+    check.add_argument(
         "--rule",
         dest="rules",
         metavar="RULE",
@@ -228,6 +239,8 @@ def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
     counts = summary.counts
     title = f"run {analysis.run.run_dir}" + (f" (scenario {summary.scenario})" if summary.scenario else "")
     print(title)
+    for warning in summary.warnings:
+        print(f"WARNING: {warning}")
     print(
         f"task {summary.task}{' (inferred)' if summary.task_inferred else ''}; "
         f"{counts.n_records} records, {counts.n_with_truth} with labels from {summary.truth_path}; "
@@ -285,6 +298,12 @@ def _format_checks(results: pd.DataFrame, *, unit: str = "users") -> str:
 def _check(args: argparse.Namespace) -> int:
     rules = args.rules
     parsed = [parse_rule(r) for r in rules] if rules else None
+    info = read_run_info(args.run_dir) if args.run_dir.is_dir() else {}
+    if "ended_at" in info and info["ended_at"] is None and not args.allow_incomplete:
+        raise AnalysisInputError(
+            f"run '{args.run_dir}' is incomplete: run.json has ended_at null (the master was killed, or the run is "
+            "still going); pass --allow-incomplete to check the records written so far"
+        )
     analysis = analyse_run(
         args.run_dir,
         truth=args.truth,
@@ -303,6 +322,8 @@ def _check(args: argparse.Namespace) -> int:
             )
         parsed = [parse_rule(r) for r in configured]
     results = check_rules(analysis.levels, parsed)
+    for warning in analysis.summary.warnings:
+        print(f"WARNING: {warning}")
     print(_format_checks(results, unit=load_unit(analysis.levels)))
     failed = int((~results["passed"]).sum())
     print(f"{len(results) - failed} of {len(results)} rules pass" + ("" if not failed else f"; {failed} fail"))

@@ -21,7 +21,7 @@ import pandas as pd
 
 from analysis.degradation import load_order, load_unit
 from analysis.errors import AnalysisInputError
-from analysis.report import ANALYSIS_VERSION, LevelHeadline, RunAnalysis, describe_knee
+from analysis.report import ANALYSIS_VERSION, LevelHeadline, RunAnalysis, Summary, describe_knee
 from analysis.rules import Rule, check_rules, parse_rule
 
 __all__ = ["CHART_CAPTIONS", "render_html", "write_html"]
@@ -78,6 +78,8 @@ tr.degraded td{background:#fdecea}tr.baseline td{background:#eef5ff}
 .pass{color:#17692f;font-weight:600}.fail{color:#b3261e;font-weight:600}
 figure{margin:1rem 0 2rem}img{max-width:100%;border:1px solid #e3e6ec}figcaption{color:#3f4757;font-size:.9rem}
 code{background:#f1f3f7;padding:0 .2rem}ul{padding-left:1.3rem}
+.warning{background:#fff4e5;border:2px solid #b3261e;border-radius:4px;padding:.5rem 1rem;margin:1rem 0}
+.warning p{margin:.25rem 0}
 """
 
 # How many distinct error messages and wrong answers to list.
@@ -305,8 +307,20 @@ def _charts_html(charts: Mapping[str, bytes]) -> str:
     return "".join(parts)
 
 
+def _warnings_html(summary: Summary) -> str:
+    """The run's gaps, first thing on the page: a figure over part of a run must not pass for the whole."""
+    if not summary.warnings:
+        return ""
+    items = "".join(f"<p><strong>Warning:</strong> {_e(w)}.</p>" for w in summary.warnings)
+    return f'<div class="warning" id="warnings" role="alert">{items}</div>\n'
+
+
 def _load(headline: LevelHeadline) -> str:
     return _fmt(headline.load if headline.load is not None else headline.users, "g")
+
+
+def _count(value: int | None) -> str:
+    return "unknown" if value is None else str(value)
 
 
 def _versions(info: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -373,6 +387,18 @@ def render_html(
         + ".",
         f"{counts.n_truth} labelled samples, {counts.n_truth_never_sent} of them never sent.",
         f"{summary.n_records_without_level} records sent outside every load level (left out of the levels).",
+        f"run.json: {_count(summary.records_written)} records written, {_count(summary.locust_requests)} requests "
+        f"counted by Locust, about {summary.unrecorded_estimate} requests estimated never recorded"
+        + (
+            "; workers that left: "
+            + "; ".join(
+                f"worker {_e(w.get('worker_index', '?'))} ({_e(w.get('how'))}, {_e(w.get('rows_received'))} rows)"
+                for w in summary.workers_left
+            )
+            if summary.workers_left
+            else ""
+        )
+        + ".",
     ]
     settings = [
         f"Quality metric for degradation and the knee: {_e(summary.metric)}; a level is degraded when it is "
@@ -395,7 +421,7 @@ def render_html(
 <body>
 <h1>Accuracy against load: {_e(summary.scenario or run_name)}</h1>
 <p class="sub">loadgrade analysis {_e(ANALYSIS_VERSION)} of run {_e(run_name)}</p>
-<h2 id="headline">Headline</h2>
+{_warnings_html(summary)}<h2 id="headline">Headline</h2>
 {_list(headline)}
 {rules_table}
 <h2 id="levels-heading">Per load level</h2>

@@ -134,7 +134,9 @@ def read_records(path: str | os.PathLike[str], *, progress: bool | None = None) 
         One row per request. ``error_kind``, ``error`` and ``prediction`` are
         strings (empty when absent); ``stage`` and ``target_users`` are
         nullable ``Int64`` and ``t_scheduled`` and ``target_rps`` ``float64``
-        (NaN when empty) when present; extra columns are kept.
+        (NaN when empty) when present; extra columns are kept. A last line
+        without its line end (the master was killed mid-write) is left out;
+        ``frame.attrs["cut_off_bytes"]`` says how many bytes that was.
 
     Raises
     ------
@@ -171,15 +173,20 @@ def read_records(path: str | os.PathLike[str], *, progress: bool | None = None) 
         false_values=["False", "false", "0"],
     )
     pool = _reader_pool()
+    source: Any = path
+    cut_off = _cut_off_tail(path, size)
+    if cut_off:
+        # a master killed mid-write leaves a last line without its end: read the whole lines only (zero-copy)
+        source = pa.BufferReader(pa.memory_map(str(path)).read_buffer(size - cut_off))
     try:
-        if progress:
+        if progress and not cut_off:
             with (
                 path.open("rb") as raw,
                 tqdm.wrapattr(raw, "read", total=size, desc=f"reading {path.name}", unit="B", unit_scale=True) as f,
             ):
                 table = pa_csv.read_csv(f, convert_options=convert, memory_pool=pool)
         else:
-            table = pa_csv.read_csv(path, convert_options=convert, memory_pool=pool)
+            table = pa_csv.read_csv(source, convert_options=convert, memory_pool=pool)
     except pa.ArrowInvalid as exc:
         message = _name_column(str(exc).splitlines()[0], path)
         raise AnalysisInputError(f"records file '{path}' cannot be read: {message}") from exc
@@ -198,7 +205,26 @@ def read_records(path: str | os.PathLike[str], *, progress: bool | None = None) 
     for name in ("t_sent", "latency_ms"):
         if frame[name].isna().any():
             raise AnalysisInputError(f"records file '{path}' has empty values in column '{name}'")
+    frame.attrs["cut_off_bytes"] = cut_off
     return frame
+
+
+def _cut_off_tail(path: Path, size: int) -> int:
+    """Bytes after the last line end: a line the writer never finished (0 when the file ends with a newline)."""
+    if size == 0:
+        return 0
+    block = 1 << 16
+    with path.open("rb") as f:
+        end = size
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            chunk = f.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                return size - (start + newline + 1)
+            end = start
+    return 0  # a single line without an end: let the reader judge it
 
 
 def read_run_info(run_dir: str | os.PathLike[str]) -> dict[str, Any]:

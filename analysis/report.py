@@ -28,6 +28,7 @@ __all__ = [
     "analyse_run",
     "describe_knee",
     "format_levels",
+    "run_warnings",
     "summarize",
     "write_outputs",
 ]
@@ -128,6 +129,20 @@ class Summary:
     """Interpretations made along the way."""
     load_unit: str = "users"
     """Unit of the offered load of each level: "users" (closed model) or "req/s" (open model: the arrival rate)."""
+    incomplete: bool = False
+    """True when run.json says the run never ended (``ended_at: null``): the master died, or the run is still
+    going. The figures then cover only the records written so far."""
+    workers_left: list[dict[str, Any]] = field(default_factory=list)
+    """Workers that left during the run, as run.json lists them: ``how`` (graceful or lost), ``rows_received``,
+    ``locust_requests_reported``, ``unrecorded_estimate``."""
+    records_written: int | None = None
+    """Rows the master wrote, per run.json (the records read are ``counts.n_records``)."""
+    locust_requests: int | None = None
+    """Requests Locust counted, per run.json (None when the run did not end)."""
+    unrecorded_estimate: int = 0
+    """Estimated requests that were made but never recorded (lost workers' unshipped rows)."""
+    warnings: list[str] = field(default_factory=list)
+    """What makes the figures less than the whole run: printed first by ``report`` and shown atop report.html."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +199,72 @@ def _headline(row: pd.Series) -> LevelHeadline:
     )
 
 
+def _count(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def run_warnings(
+    info: Mapping[str, Any], *, n_records: int, cut_off_bytes: int = 0
+) -> tuple[bool, list[dict[str, Any]], int, list[str]]:
+    """How complete a run is, from its run.json: the run never ended, lost workers, a count that disagrees.
+
+    Returns
+    -------
+    incomplete : bool
+        run.json has ``ended_at: null``.
+    workers_left : list of dict
+        run.json's ``workers_left``.
+    unrecorded_estimate : int
+        Requests lost workers made that were never recorded (run.json's estimates, summed).
+    warnings : list of str
+        One sentence per problem, for the console and the report.
+
+    Examples
+    --------
+    >>> info = {"ended_at": None, "workers_left": [{"worker_index": 1, "how": "lost", "rows_received": 900,
+    ...     "locust_requests_reported": 950, "unrecorded_estimate": 60}]}
+    >>> incomplete, left, unrecorded, warnings = run_warnings(info, n_records=2000)
+    >>> incomplete, unrecorded
+    (True, 60)
+    >>> import textwrap
+    >>> print(textwrap.fill(warnings[1], 100))
+    1 worker was lost without warning (worker 1): about 60 requests it made were never recorded
+    (estimated from its last statistics report)
+    """
+    warnings: list[str] = []
+    incomplete = "ended_at" in info and info["ended_at"] is None
+    if incomplete:
+        warnings.append(
+            "the run did not finish: run.json has ended_at null (the master was killed, or the run is still going); "
+            f"the figures cover only the {n_records} records written so far"
+        )
+    if cut_off_bytes:
+        warnings.append(f"the last line of records.csv was cut off mid-write ({cut_off_bytes} bytes) and was left out")
+    raw = info.get("workers_left")
+    left = [dict(w) for w in raw if isinstance(w, Mapping)] if isinstance(raw, list) else []
+    lost = [w for w in left if w.get("how") == "lost"]
+    unrecorded = sum(_count(w.get("unrecorded_estimate")) or 0 for w in lost)
+    if lost:
+        names = ", ".join(f"worker {w.get('worker_index', '?')}" for w in lost)
+        one = len(lost) == 1
+        warnings.append(
+            f"{len(lost)} worker{' was' if one else 's were'} lost without warning ({names}): "
+            f"about {unrecorded} requests {'it' if one else 'they'} made were never recorded "
+            f"(estimated from {'its last statistics report' if one else 'their last statistics reports'})"
+        )
+    locust_requests = _count(info.get("locust_requests"))
+    if locust_requests is not None and locust_requests != n_records:
+        more = locust_requests - n_records
+        warnings.append(
+            f"records.csv holds {n_records} records but Locust counted {locust_requests} requests "
+            + (f"({more} not recorded)" if more > 0 else f"({-more} fewer than recorded)")
+        )
+    return incomplete, left, unrecorded, warnings
+
+
 def summarize(
     levels: pd.DataFrame,
     counts: JoinSummary,
@@ -197,6 +278,7 @@ def summarize(
     alpha: float = 0.05,
     slo_latency_ms: float | None = None,
     n_records_without_level: int = 0,
+    cut_off_bytes: int = 0,
 ) -> Summary:
     """Headline numbers of a run from its level table (with the baseline comparison merged in).
 
@@ -237,6 +319,9 @@ def summarize(
             "latency from the scheduled time (p*_sched_ms) adds the wait before the send to the latency "
             "(coordinated-omission corrected); an arrival sent more than 10 ms after it was due is late"
         )
+    incomplete, workers_left, unrecorded, warnings = run_warnings(
+        info, n_records=counts.n_records, cut_off_bytes=cut_off_bytes
+    )
     if counts.task == "regression":
         quality_knee = None
         degraded: list[int] = []
@@ -273,6 +358,12 @@ def summarize(
         n_records_without_level=n_records_without_level,
         assumptions=assumptions,
         load_unit=unit,
+        incomplete=incomplete,
+        workers_left=workers_left,
+        records_written=_count(info.get("records_written")),
+        locust_requests=_count(info.get("locust_requests")),
+        unrecorded_estimate=unrecorded,
+        warnings=warnings,
     )
 
 
@@ -371,6 +462,7 @@ def analyse_run(
         alpha=alpha,
         slo_latency_ms=slo_latency,
         n_records_without_level=int(level.isna().sum()),
+        cut_off_bytes=int(run.records.attrs.get("cut_off_bytes", 0)),
     )
     return RunAnalysis(run=run, joined=joined, levels=merged, degradation=degradation, summary=summary)
 
