@@ -259,6 +259,8 @@ def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
     print()
     print(format_levels(analysis.levels, task=summary.task))
     print()
+    if summary.capacity is not None:
+        print(f"capacity search: {summary.capacity['sentence']}")
     print(describe_knee("quality knee", summary.quality_knee))
     print(describe_knee("latency knee", summary.latency_knee))
     folder = {p.parent for p in written.values()}

@@ -315,6 +315,25 @@ def _warnings_html(summary: Summary) -> str:
     return f'<div class="warning" id="warnings" role="alert">{items}</div>\n'
 
 
+def _capacity_html(summary: Summary) -> str:
+    """Every level a capacity search tried, in the order it tried them."""
+    if summary.capacity is None:
+        return ""
+    tried = summary.capacity.get("levels")
+    if not isinstance(tried, list) or not tried:
+        return ""
+    variable = _e(summary.capacity.get("variable") or "load")
+    rows = [
+        [
+            str(i + 1),
+            _fmt(level.get("value"), "g"),
+            '<span class="pass">meets every SLO</span>' if level.get("passed") else '<span class="fail">breaks</span>',
+        ]
+        for i, level in enumerate(t for t in tried if isinstance(t, Mapping))
+    ]
+    return _rows_table(["step", variable, "verdict"], rows, text_columns=0, id_="capacity")
+
+
 def _load(headline: LevelHeadline) -> str:
     return _fmt(headline.load if headline.load is not None else headline.users, "g")
 
@@ -372,6 +391,11 @@ def render_html(
         f"Task: {_e(summary.task)}{' (inferred from the labels)' if summary.task_inferred else ''}; "
         f"{counts.n_records} records in {summary.n_levels} {_e(summary.level_kind)} levels, "
         f"{_load(summary.baseline)} to {_load(summary.highest_load)} {_e(summary.load_unit)} offered.",
+        *(
+            [f"<strong>Capacity search: {_e(summary.capacity['sentence'])}.</strong>"]
+            if summary.capacity is not None
+            else []
+        ),
         _e(describe_knee("Quality knee", summary.quality_knee)) + ".",
         _e(describe_knee("Latency knee", summary.latency_knee)) + ".",
         rules_sentence,
@@ -423,6 +447,7 @@ def render_html(
 <p class="sub">loadgrade analysis {_e(ANALYSIS_VERSION)} of run {_e(run_name)}</p>
 {_warnings_html(summary)}<h2 id="headline">Headline</h2>
 {_list(headline)}
+{_capacity_html(summary)}
 {rules_table}
 <h2 id="levels-heading">Per load level</h2>
 <p>The same figures as <code>levels.csv</code>, in load order. Accuracy is over successful responses with its 95%

@@ -26,6 +26,7 @@ __all__ = [
     "RunAnalysis",
     "Summary",
     "analyse_run",
+    "describe_capacity",
     "describe_knee",
     "format_levels",
     "run_warnings",
@@ -143,6 +144,9 @@ class Summary:
     """Estimated requests that were made but never recorded (lost workers' unshipped rows)."""
     warnings: list[str] = field(default_factory=list)
     """What makes the figures less than the whole run: printed first by ``report`` and shown atop report.html."""
+    capacity: dict[str, Any] | None = None
+    """A capacity search's outcome from run.json (``variable``, ``highest_passing``, ``lowest_failing``,
+    ``levels`` tried as ``{value, passed}``) plus ``sentence``, the answer in words; None without a search."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,13 @@ def _count(value: Any) -> int | None:
         return None
 
 
+def _capacity(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    raw = info.get("capacity")
+    if not isinstance(raw, Mapping):
+        return None
+    return {**raw, "sentence": describe_capacity(raw)}
+
+
 def run_warnings(
     info: Mapping[str, Any], *, n_records: int, cut_off_bytes: int = 0
 ) -> tuple[bool, list[dict[str, Any]], int, list[str]]:
@@ -263,6 +274,38 @@ def run_warnings(
             + (f"({more} not recorded)" if more > 0 else f"({-more} fewer than recorded)")
         )
     return incomplete, left, unrecorded, warnings
+
+
+def describe_capacity(capacity: Mapping[str, Any] | None) -> str | None:
+    """The answer of a capacity search in one sentence (None when the run was no search).
+
+    Examples
+    --------
+    >>> describe_capacity({"variable": "users", "highest_passing": 4, "lowest_failing": 5,
+    ...                    "levels": [{"value": 2, "passed": True}, {"value": 8, "passed": False}]})
+    'highest users meeting every SLO: 4; 5 breaks'
+    >>> describe_capacity({"variable": "rate", "highest_passing": None, "lowest_failing": 10.0, "levels": []})
+    'highest rate meeting every SLO: none, the first level tried (10 req/s) already breaks one'
+    >>> describe_capacity({"variable": "users", "highest_passing": 64, "lowest_failing": None, "levels": []})
+    'highest users meeting every SLO: 64, the highest tried (none broke)'
+    """
+    if not isinstance(capacity, Mapping):
+        return None
+    variable = str(capacity.get("variable") or "load")
+    unit = " req/s" if variable == "rate" else ""
+
+    def value(v: Any) -> str:
+        return f"{float(v):g}{unit}"
+
+    best, worst = capacity.get("highest_passing"), capacity.get("lowest_failing")
+    head = f"highest {variable} meeting every SLO: "
+    if best is None and worst is None:
+        return head + "not known (no level was judged)"
+    if best is None:
+        return head + f"none, the first level tried ({value(worst)}) already breaks one"
+    if worst is None:
+        return head + f"{value(best)}, the highest tried (none broke)"
+    return head + f"{value(best)}; {value(worst)} breaks"
 
 
 def summarize(
@@ -364,6 +407,7 @@ def summarize(
         locust_requests=_count(info.get("locust_requests")),
         unrecorded_estimate=unrecorded,
         warnings=warnings,
+        capacity=_capacity(info),
     )
 
 

@@ -112,3 +112,40 @@ def test_cut_off_last_line_is_left_out_and_reported(run_dir, capsys):
     assert main(["report", str(run_dir), "--no-charts"]) == 0
     assert "the last line of records.csv was cut off mid-write (36 bytes) and was left out" in capsys.readouterr().out
     pd.testing.assert_frame_equal(read_records(path, progress=True), records)
+
+
+CAPACITY = {
+    "variable": "users",
+    "highest_passing": 4.0,
+    "lowest_failing": 5.0,
+    "levels": [
+        {"value": 2.0, "passed": True},
+        {"value": 8.0, "passed": False},
+        {"value": 4.0, "passed": True},
+        {"value": 5.0, "passed": False},
+    ],
+}
+
+
+def test_capacity_search_answer_in_console_summary_and_page(run_dir, capsys):
+    _edit_info(run_dir, capacity=CAPACITY)
+    assert main(["report", str(run_dir)]) == 0
+    assert "capacity search: highest users meeting every SLO: 4; 5 breaks" in capsys.readouterr().out
+    summary = json.loads((run_dir / "analysis" / "summary.json").read_text())
+    assert summary["capacity"]["highest_passing"] == 4.0
+    assert summary["capacity"]["lowest_failing"] == 5.0
+    assert [level["value"] for level in summary["capacity"]["levels"]] == [2.0, 8.0, 4.0, 5.0]
+    assert summary["capacity"]["sentence"] == "highest users meeting every SLO: 4; 5 breaks"
+    page = (run_dir / "analysis" / "report.html").read_text()
+    headline = page[page.index('id="headline"') : page.index('id="levels-heading"')]
+    assert "Capacity search: highest users meeting every SLO: 4; 5 breaks." in headline
+    assert 'id="capacity"' in headline
+
+
+def test_rate_search_and_no_search(run_dir):
+    _edit_info(run_dir, capacity={**CAPACITY, "variable": "rate", "highest_passing": 40.0, "lowest_failing": 50.0})
+    summary = analyse_run(run_dir, progress=False).summary
+    assert summary.capacity is not None
+    assert summary.capacity["sentence"] == "highest rate meeting every SLO: 40 req/s; 50 req/s breaks"
+    _edit_info(run_dir, capacity=None)
+    assert analyse_run(run_dir, progress=False).summary.capacity is None
