@@ -50,9 +50,10 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
         "Share of requests that failed (transport or format, not wrong answers), stacked by kind.",
     ),
     "over_time.png": (
-        "Accuracy and users over time",
-        "Accuracy in short time bins (blue) against active users (grey): a drop that follows each step up in users "
-        "is load-driven, a drift that does not is something else.",
+        "Accuracy and load over time",
+        "Accuracy in short time bins (blue) against the load (grey): active users, or in an open-model run each "
+        "stage's target rate (step) and the rate achieved (dotted). A drop that follows each step up in load is "
+        "load-driven, a drift that does not is something else.",
     ),
     "class_recall.png": (
         "Per-class recall against load",

@@ -185,7 +185,11 @@ def plot_errors(levels: pd.DataFrame, *, title: str = "") -> Figure:
 
 
 def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "") -> Figure:
-    """Accuracy (successful, labelled responses) and active users over the run, in ``bin_s`` bins."""
+    """Accuracy (successful, labelled responses) over the run in ``bin_s`` bins, against the load.
+
+    The load is the active users; in an open-model run (``target_rps`` recorded) it is the stages' target
+    rate and the rate achieved in each bin instead, since the users are only a cap there.
+    """
     missing = [c for c in ("t_sent", "users_active", "ok", "has_truth", "correct") if c not in joined.columns]
     if missing:
         raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
@@ -194,15 +198,24 @@ def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "")
     bins = np.floor(elapsed / bin_s).astype(np.int64)
     scored = joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)
     correct = joined["correct"].fillna(False).to_numpy(dtype=bool)
+    rate = joined["target_rps"].to_numpy(dtype=float) if "target_rps" in joined.columns else None
+    open_model = rate is not None and bool(np.isfinite(rate).any())
     frame = pd.DataFrame(
         {
             "bin": bins,
             "scored": scored,
             "correct": correct & scored,
             "users": joined["users_active"].to_numpy(dtype=float),
+            "target": rate if open_model else np.nan,
         }
     )
-    grouped = frame.groupby("bin").agg(scored=("scored", "sum"), correct=("correct", "sum"), users=("users", "median"))
+    grouped = frame.groupby("bin").agg(
+        scored=("scored", "sum"),
+        correct=("correct", "sum"),
+        users=("users", "median"),
+        target=("target", "median"),
+        sent=("scored", "size"),
+    )
     centre = (grouped.index.to_numpy(dtype=float) + 0.5) * bin_s
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = 100 * grouped["correct"].to_numpy(dtype=float) / grouped["scored"].to_numpy(dtype=float)
@@ -211,10 +224,18 @@ def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "")
     ax.plot(centre, accuracy, color="tab:blue", marker=".", label="accuracy (%)")
     ax.set_xlabel("time since first request (s)")
     ax.set_ylabel("accuracy of successful responses (%)", color="tab:blue")
-    users_ax = ax.twinx()
-    users_ax.step(centre, grouped["users"].to_numpy(dtype=float), where="mid", color="tab:gray", label="active users")
-    users_ax.set_ylabel("active users", color="tab:gray")
-    ax.set_title(title or f"Accuracy and users over time ({bin_s:g} s bins)")
+    load_ax = ax.twinx()
+    if open_model:
+        load_ax.step(centre, grouped["target"].to_numpy(dtype=float), where="mid", color="tab:gray", label="target")
+        achieved = grouped["sent"].to_numpy(dtype=float) / bin_s
+        load_ax.plot(centre, achieved, color="tab:gray", linestyle=":", marker=".", label="achieved")
+        load_ax.set_ylabel("rate (req/s): target (step), achieved (dotted)", color="tab:gray")
+        load_ax.legend(loc="lower right", fontsize="small")
+    else:
+        load_ax.step(centre, grouped["users"].to_numpy(dtype=float), where="mid", color="tab:gray", label="users")
+        load_ax.set_ylabel("active users", color="tab:gray")
+    what = "target rate" if open_model else "users"
+    ax.set_title(title or f"Accuracy and {what} over time ({bin_s:g} s bins)")
     ax.grid(alpha=0.3)
     return fig
 
@@ -347,6 +368,8 @@ def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict
     figures["errors.png"] = plot_errors(levels)
     # only the columns the charts read: filtering the whole frame would copy every column of every record
     columns = ["t_sent", "users_active", "ok", "has_truth", "correct", "level", "y_true", "y_pred"]
+    if summary.load_unit == "req/s":
+        columns.append("target_rps")
     joined = analysis.joined[[c for c in columns if c in analysis.joined.columns]]
     if joined["level"].isna().any():
         joined = joined[joined["level"].notna()]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import T0, write_run
 
-from analysis import analyse_run, check_rules, plot_latency
+from analysis import analyse_run, check_rules, plot_latency, plot_over_time
 from analysis.cli import main
 
 SERVICE_S = 0.010
@@ -179,3 +179,13 @@ def test_closed_model_run_has_no_open_model_columns(make_run):
     assert "p99_sched_ms" not in levels.columns
     assert set(levels["load_unit"]) == {"users"}
     assert levels["load"].tolist() == levels["users"].tolist()
+
+
+def test_over_time_chart_shows_the_target_rate_per_stage(open_run):
+    joined = analyse_run(open_run, progress=False).joined
+    fig = plot_over_time(joined, bin_s=5.0)
+    rate_ax = fig.axes[1]
+    target = rate_ax.get_lines()[0].get_ydata()
+    assert list(target) == [100.0, 100.0, 50.0, 50.0]
+    assert rate_ax.get_ylabel().startswith("rate (req/s)")
+    assert fig.axes[0].get_title() == "Accuracy and target rate over time (5 s bins)"
