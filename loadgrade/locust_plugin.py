@@ -60,8 +60,7 @@ MSG_RATE = "loadgrade_rate"  # master → worker: open model, your share of the 
 
 SHIP_INTERVAL_S = 0.5  # rows reach the master at least this often ...
 SHIP_BATCH_ROWS = 2000  # ... or as soon as this many are buffered
-FLUSH_INTERVAL_S = 1.0  # the master flushes records.csv to disk at least this often
-RUN_INFO_EVERY_FLUSHES = 5  # ... and rewrites run.json (records so far) every few flushes
+RUN_INFO_INTERVAL_S = 5.0  # the master rewrites run.json (records so far) this often (records.csv: every batch)
 USERS_SAMPLE_INTERVAL_S = 0.2
 DRAIN_TIMEOUT_S = 15.0
 REQUEST_NAME = "predict"
@@ -111,7 +110,7 @@ class RunSession:
         self.extra: dict[str, Any] = {}  # more for run.json (e.g. a capacity search's outcome)
         self.requests_recorded = 0  # equals writer.rows_written unless requests carry several samples
         self._write_info(t_end=None, locust_requests=None, locust_failures=None)
-        self._flusher = gevent.spawn(self._flush_forever)
+        self._info_updater = gevent.spawn(self._update_info_forever)
         self._resources: gevent.Greenlet | None = None
         if scenario.resources is not None:
             sampler = ResourceSampler(scenario.resources, run_dir / "resources.csv")
@@ -130,14 +129,11 @@ class RunSession:
         """Workers that took part in this run and are still in it."""
         return self.ledger.active()
 
-    def _flush_forever(self) -> None:
-        ticks = 0
+    def _update_info_forever(self) -> None:
+        """So a run cut short (the master killed) still says how far it got."""
         while not self.writer.closed:
-            gevent.sleep(FLUSH_INTERVAL_S)
-            self.writer.flush()
-            ticks += 1
-            if ticks % RUN_INFO_EVERY_FLUSHES == 0:  # so a run cut short (master killed) still says how far it got
-                self._write_info(t_end=None, locust_requests=None, locust_failures=None)
+            gevent.sleep(RUN_INFO_INTERVAL_S)
+            self._write_info(t_end=None, locust_requests=None, locust_failures=None)
 
     def _write_info(self, *, t_end: float | None, locust_requests: int | None, locust_failures: int | None) -> None:
         write_run_info(
@@ -163,7 +159,7 @@ class RunSession:
         t_end = time.time()
         self.timeline.close(t_end)
         self.writer.close()
-        self._flusher.kill(block=False)
+        self._info_updater.kill(block=False)
         if self._resources is not None:
             self._resources.kill(block=True)
         total = environment.stats.total
@@ -191,7 +187,6 @@ class Controller:
         self._search: CapacitySearch | None = None
         self._search_began = self._level_began = 0.0
         self._rate = 0.0  # open model: current target arrivals/s across all workers
-        self._runs_started = 0
         self._sampler: gevent.Greenlet | None = None
         self._watcher: gevent.Greenlet | None = None
         self.quality = QualityMonitor(self)  # live quality figures (loadgrade.live): web UI and console
@@ -387,7 +382,6 @@ class Controller:
         for client_id in workers:
             index = self.runner.get_worker_index(client_id) if self.is_master else 0
             self.session.ledger.join(client_id, index)
-        self._runs_started += 1
         self._sampler = gevent.spawn(self._sample_users)
         if self.is_master:
             self._watcher = gevent.spawn(self._watch_workers, self.session)
