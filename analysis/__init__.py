@@ -27,6 +27,7 @@ from analysis.plots import (
     plot_errors,
     plot_latency,
     plot_over_time,
+    plot_resources,
     plot_throughput,
     write_charts,
 )
@@ -41,6 +42,7 @@ from analysis.report import (
     summarize,
     write_outputs,
 )
+from analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
 from analysis.rules import RULE_METRICS, Rule, check_rules, parse_rule
 from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test, wilson_interval
 
@@ -62,6 +64,7 @@ __all__ = [
     "classification_metrics",
     "compare_conclusion",
     "compare_runs",
+    "correct_per_cpu_second",
     "degradation_table",
     "describe_capacity",
     "describe_knee",
@@ -89,13 +92,16 @@ __all__ = [
     "plot_errors",
     "plot_latency",
     "plot_over_time",
+    "plot_resources",
     "plot_throughput",
     "prediction_key",
     "read_records",
+    "read_resources",
     "read_run_info",
     "read_truth",
     "regression_metrics",
     "render_html",
+    "resources_by_level",
     "summarize",
     "text_metrics",
     "two_proportion_test",

@@ -45,6 +45,11 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
         "Requests per second against correct answers within the SLO per second; the gap between them is "
         "capacity spent on wrong, slow or failed answers.",
     ),
+    "resources.png": (
+        "What the load cost the served model",
+        "The served model's CPU (100 % = one core) and memory at each level, sampled from its process during the "
+        "run, and its queue when its metrics report one: the cost side of the same curve as accuracy.",
+    ),
     "errors.png": (
         "Errors by kind against load",
         "Share of requests that failed (transport or format, not wrong answers), stacked by kind.",
@@ -294,6 +299,33 @@ def _wrong_html(analysis: RunAnalysis) -> str:
     return intro + _rows_table(["label", "prediction", "responses"], rows, text_columns=2, id_="wrong")
 
 
+def _resources_html(levels: pd.DataFrame, *, unit: str) -> str:
+    """The served model's CPU, memory and correct answers per CPU-second per level, when resources were sampled."""
+    if "cpu_percent" not in levels.columns and "rss_bytes" not in levels.columns:
+        return ""
+    load = levels["load"] if "load" in levels.columns and unit != "users" else levels["users"]
+    rows = []
+    for i in range(len(levels)):
+        row = levels.iloc[i]
+        rows.append(
+            [
+                _e(row["level"]),
+                _fmt(load.iloc[i], "g"),
+                _fmt(row.get("cpu_percent"), ".0f"),
+                _fmt(row.get("rss_bytes", float("nan")) / 1e6, ".0f"),
+                _fmt(row.get("correct_per_cpu_s"), ".1f"),
+            ]
+        )
+    table = _rows_table(
+        ["level", f"load ({_e(unit)})", "CPU %", "memory MB", "correct answers per CPU-second"], rows, id_="resources"
+    )
+    return (
+        '<h3 id="resources-heading">What the load cost the served model</h3>\n'
+        "<p>Sampled from the server's process (and its metrics endpoint) during the run; CPU 100 % is one core. "
+        "Correct answers per CPU-second price quality in compute.</p>\n" + table
+    )
+
+
 def _charts_html(charts: Mapping[str, bytes]) -> str:
     if not charts:
         return "<p>Charts were not written (<code>--no-charts</code>).</p>"
@@ -455,6 +487,7 @@ def render_html(
 Wilson interval; effective accuracy counts errors as wrong; latency percentiles are over successful responses;
 goodput is correct answers within the latency SLO per second.</p>
 {_levels_html(analysis.levels, task=summary.task)}
+{_resources_html(analysis.levels, unit=summary.load_unit)}
 <h2 id="charts">Charts</h2>
 {_charts_html(charts or {})}
 <h2 id="failures">Errors</h2>

@@ -7,6 +7,7 @@ built without pyplot, so nothing depends on a display or on global state.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -159,6 +160,35 @@ def plot_throughput(levels: pd.DataFrame, *, title: str = "") -> Figure:
     ax.set_title(title or "Throughput and quality goodput against load")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return fig
+
+
+def plot_resources(levels: pd.DataFrame, *, title: str = "") -> Figure:
+    """What the load cost the served model: its CPU and memory, and its queue when it reports one, per level.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0, 1], "users": [2.0, 8.0], "cpu_percent": [20.0, 90.0],
+    ...                        "rss_bytes": [1e8, 1.2e8]})
+    >>> [ax.get_ylabel() for ax in plot_resources(levels).axes]
+    ['CPU (% of a core)', 'memory (MB)']
+    """
+    ordered = _check_levels(levels, [])
+    x, x_label = _offered(ordered)
+    queues = [c for c in ordered.columns if re.search(r"(in_flight|queue|pending)[^:]*$", str(c))]
+    panels = [c for c in ("cpu_percent", "rss_bytes") if c in ordered.columns] + queues[:1]
+    fig = Figure(figsize=(_SIZE[0], 2.6 * max(len(panels), 1)), layout="constrained")
+    labels = {"cpu_percent": "CPU (% of a core)", "rss_bytes": "memory (MB)"}
+    for i, column in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, i + 1)
+        values = ordered[column].to_numpy(dtype=float) / (1e6 if column == "rss_bytes" else 1.0)
+        ax.plot(x, values, marker="o")
+        ax.set_ylabel(labels.get(column, str(column)))
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.set_title(title or "What the load cost the served model")
+        if i == len(panels) - 1:
+            ax.set_xlabel(x_label)
     return fig
 
 
@@ -366,6 +396,8 @@ def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict
     figures["latency.png"] = plot_latency(levels, slo_latency_ms=summary.slo_latency_ms)
     figures["throughput.png"] = plot_throughput(levels)
     figures["errors.png"] = plot_errors(levels)
+    if "cpu_percent" in levels.columns or "rss_bytes" in levels.columns:
+        figures["resources.png"] = plot_resources(levels)
     # only the columns the charts read: filtering the whole frame would copy every column of every record
     columns = ["t_sent", "users_active", "ok", "has_truth", "correct", "level", "y_true", "y_pred"]
     if summary.load_unit == "req/s":

@@ -20,6 +20,7 @@ from analysis.io import RunData, load_run, wants_progress
 from analysis.join import JoinSummary, join_truth
 from analysis.levels import assign_levels
 from analysis.metrics import level_table
+from analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
 
 __all__ = [
     "LevelHeadline",
@@ -494,6 +495,10 @@ def analyse_run(
     merged = merged.rename(columns={"vs_baseline_degraded": "degraded", "vs_baseline_consistency": "consistency"})
     if "baseline" in merged.columns:
         merged = merged.rename(columns={"baseline": "is_baseline"})
+    resources = read_resources(run_dir)
+    if resources is not None and not resources.empty:  # what the load cost the served model, level by level
+        merged = merged.merge(resources_by_level(resources, bounds), on="level", how="left")
+        merged["correct_per_cpu_s"] = correct_per_cpu_second(merged)
     summary = summarize(
         merged,
         counts,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pandas as pd
+import pytest
 
 from servers.reference import running_server
 from tests.support.locust_run import ROOT, assert_spine_invariants, run_locust, write_scenario
@@ -39,6 +42,25 @@ def test_metrics_and_process_are_sampled_during_the_run(tmp_path: Path) -> None:
     assert by_metric.median()["reference_requests_total:rate"] > 100
     assert by_metric.max()["cpu_percent"] > 5
     assert by_metric.min()["rss_bytes"] > 20e6
+
+    # the analysis joins them with the load levels and prices quality in compute
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis", "report", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert report.returncode == 0, report.stderr
+    levels = pd.read_csv(tmp_path / "run" / "analysis" / "levels.csv")
+    assert levels["cpu_percent"].iloc[0] > 5
+    assert levels["resource_samples"].iloc[0] > 4
+    expected = levels["n_correct"] / (levels["cpu_percent"] / 100 * levels["duration_s"])
+    assert levels["correct_per_cpu_s"].tolist() == pytest.approx(expected.tolist())
+    html = (tmp_path / "run" / "analysis" / "report.html").read_text()
+    assert "What the load cost the served model" in html
+    assert (tmp_path / "run" / "analysis" / "resources.png").exists()
 
 
 def test_a_broken_metrics_source_never_fails_the_run(tmp_path: Path, reference_server: str) -> None:
