@@ -172,7 +172,7 @@ def level_csv(levels: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------------- SVG charts
 
 _WIDTH, _HEIGHT = 720, 260
-_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 52, 16, 34
+_LEFT, _RIGHT, _TOP, _BOTTOM = 52, 52, 28, 34
 _ACCURACY_COLOUR, _EFFECTIVE_COLOUR, _USERS_COLOUR = "#1f77b4", "#d62728", "#7f7f7f"
 
 
@@ -187,7 +187,7 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first = math.ceil(lo / step) * step
-    return [first + i * step for i in range(int((hi - first) / step) + 1)]
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]  # 1e-9: keep 1.0 after 0.9
 
 
 def _frame(title: str, x_label: str, y_label: str, right_label: str | None) -> list[str]:
@@ -248,8 +248,9 @@ def _polyline(points: list[tuple[float, float]], colour: str, *, dashed: bool = 
 def _legend(entries: list[tuple[str, str]]) -> str:
     parts, x = [], _LEFT + 8
     for label, colour in entries:
-        parts.append(f'<rect x="{x}" y="{_TOP + 6}" width="12" height="3" fill="{colour}"/>')
-        parts.append(f'<text x="{x + 16}" y="{_TOP + 11}">{html.escape(label)}</text>')
+        # above the plot, where no line can hide it
+        parts.append(f'<rect x="{x}" y="{_TOP - 13}" width="12" height="3" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 16}" y="{_TOP - 8}">{html.escape(label)}</text>')
         x += 24 + 7 * len(label)
     return "".join(parts)
 

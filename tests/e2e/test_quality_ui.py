@@ -39,7 +39,23 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-BROWSE_TIMEOUT_S = 45
+WAIT_MS = 30_000  # generous: a busy 2-core CI machine runs Locust, its workers, the server and Chromium at once
+BROWSE_TIMEOUT_S = 90
+
+
+def _wait_or_explain(page: Any, ui: str, wait: Any) -> Any:
+    """``wait()``, or on a time-out an error that says what the page and the live figures showed instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        return wait()
+    except PlaywrightTimeout as exc:
+        body = page.evaluate("() => document.body.innerText")[:1500]
+        with urllib.request.urlopen(f"{ui}/quality/data.json", timeout=10) as response:
+            test = json.loads(response.read())["test"]
+        keys = ("level", "users", "n", "t_start", "t_end")
+        brief = test and [{k: level[k] for k in keys} for level in test["levels"]]
+        raise AssertionError(f"{exc}\npage text: {body!r}\nlive levels: {brief}") from None
 
 
 def _browse(ui: str, out_dir: Path, min_rows: int) -> dict[str, Any]:
@@ -57,8 +73,11 @@ def _browse(ui: str, out_dir: Path, min_rows: int) -> dict[str, Any]:
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             page.goto(f"{ui}/?tab=quality")
             # the tab's table, once its first row (the level) counts at least min_rows answers
-            rows = page.wait_for_function(
-                """(minRows) => {
+            rows = _wait_or_explain(
+                page,
+                ui,
+                lambda: page.wait_for_function(
+                    """(minRows) => {
                     const table = [...document.querySelectorAll("table")]
                         .find(t => t.querySelector("th") && t.innerText.includes("Effective accuracy"));
                     if (!table) return null;
@@ -66,9 +85,10 @@ def _browse(ui: str, out_dir: Path, min_rows: int) -> dict[str, Any]:
                         .map(tr => [...tr.querySelectorAll("td")].map(td => td.innerText.trim()));
                     return rows.length && Number(rows[0][2]) >= minRows ? rows : null;
                 }""",
-                arg=min_rows,
-                timeout=20_000,
-            ).json_value()
+                    arg=min_rows,
+                    timeout=WAIT_MS,
+                ).json_value(),
+            )
             result["tab"] = rows
             result["tab_headers"] = page.eval_on_selector_all("th", "ths => ths.map(th => th.innerText.trim())")
             page.screenshot(path=str(out_dir / "quality-tab.png"), full_page=True)
@@ -77,7 +97,7 @@ def _browse(ui: str, out_dir: Path, min_rows: int) -> dict[str, Any]:
             first = int(page.get_attribute("#status", "data-rows") or 0)
             # the panel refreshes in place: wait for a newer one than the page was served with
             page.wait_for_function(
-                "(first) => Number(document.querySelector('#status').dataset.rows) > first", arg=first, timeout=15_000
+                "(first) => Number(document.querySelector('#status').dataset.rows) > first", arg=first, timeout=WAIT_MS
             )
             result["page"] = page.evaluate(
                 """() => ({
@@ -211,7 +231,7 @@ def test_quality_tab_and_page_show_the_records_figures(tmp_path: Path, reference
             assert time.monotonic() < deadline, "the workers did not connect"
             time.sleep(0.2)
         form = urllib.parse.urlencode(
-            {"user_count": "3", "spawn_rate": "3", "host": reference_server, "scenario": str(scenario)}
+            {"user_count": "2", "spawn_rate": "2", "host": reference_server, "scenario": str(scenario)}
         ).encode()
         with urllib.request.urlopen(urllib.request.Request(f"{ui}/swarm", data=form), timeout=10) as response:
             assert json.loads(response.read())["success"]
@@ -254,7 +274,7 @@ def test_quality_tab_and_page_show_the_records_figures(tmp_path: Path, reference
     # the tab: its level row is the first n rows of records.csv, and n is at least what was there when we looked
     level_row = shown["tab"][0]
     assert level_row[0].startswith("level 0"), level_row
-    assert level_row[1] == "3 users"
+    assert level_row[1] == "2 users"
     n_tab = int(level_row[2])
     assert min_rows <= n_tab <= len(records)
     _check_row(level_row, shown["tab_headers"], _expected(records.iloc[:n_tab], truth))
@@ -272,7 +292,7 @@ def test_quality_tab_and_page_show_the_records_figures(tmp_path: Path, reference
     assert downloaded.startswith(b"request_id,sample_id,")
     assert downloaded.count(b"\n") - 1 >= n_tab
     assert levels_csv.splitlines()[0].startswith("level,users,rate,")
-    assert levels_csv.splitlines()[1].startswith("0,3,")
+    assert levels_csv.splitlines()[1].startswith("0,2,")
 
 
 if __name__ == "__main__":  # the child process: URL, output folder, minimum rows
