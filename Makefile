@@ -15,7 +15,8 @@ help:
 	@echo "make test   set up, lint (ruff, mypy) and run every test"
 	@echo "make bench  the recording-overhead benchmark (see bench/README.md)"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt scripts/ci-system-deps.sh
+	bash scripts/ci-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

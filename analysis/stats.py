@@ -7,9 +7,10 @@ as a degradation.
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 from analysis.errors import AnalysisInputError
 
@@ -67,7 +68,7 @@ def wilson_interval(successes: ArrayLike, n: ArrayLike, *, confidence: float = 0
     k = np.asarray(successes, dtype=float)
     total = np.asarray(n, dtype=float)
     _check_counts(k, total)
-    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = k / total
         denom = 1 + z**2 / total
@@ -144,8 +145,12 @@ def mcnemar_test(b: int, c: int) -> tuple[float, str]:
     if total == 0:
         return 1.0, "exact"
     if total < MCNEMAR_EXACT_BELOW:
+        from scipy import stats as sps  # scipy.stats takes seconds to import: only the tests that need it
+
         return float(sps.binomtest(int(min(b, c)), int(total), 0.5).pvalue), "exact"
     statistic = (abs(b - c) - 1) ** 2 / total
+    from scipy import stats as sps
+
     return float(sps.chi2.sf(statistic, df=1)), "chi2"
 
 
@@ -166,7 +171,7 @@ def two_proportion_test(k1: int, n1: int, k2: int, n2: int) -> float:
     if se == 0:
         return 1.0
     z = (k2 / n2 - k1 / n1) / se
-    return float(2 * sps.norm.sf(abs(z)))
+    return 2 * NormalDist().cdf(-abs(float(z)))  # the lower tail: exact where 1 - cdf would round to 0
 
 
 def holm_adjust(p_values: ArrayLike) -> FloatArray:

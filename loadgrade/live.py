@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from analysis import NO_ANSWER, AnalysisInputError, infer_task, label_key, prediction_key, wilson_interval
-from analysis.metrics import ERROR_KINDS
 from loadgrade.recording import WORKER_COLUMNS
+from loadgrade.responses import ERROR_KINDS
 
 __all__ = ["ROLLING_WINDOWS_S", "LiveQuality"]
 

@@ -32,7 +32,7 @@ from loadgrade.dataset import Dataset, SampleFeeder
 from loadgrade.errors import ScenarioError
 from loadgrade.ledger import WorkerLedger
 from loadgrade.protocols import ProtocolBase
-from loadgrade.recording import WORKER_COLUMNS, LoadTimeline, RecordWriter, worker_row
+from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
 from loadgrade.resources import ResourceSampler
 from loadgrade.responses import interpret_batch, interpret_response
 from loadgrade.runinfo import default_run_dir, run_info, write_run_info
@@ -434,8 +434,8 @@ class Controller:
             logger.error(f"loadgrade: ignored {len(rows)} rows from {msg.node_id}, which is not a worker of this run")
             return
         requests = int(msg.data.get("requests", len(rows)))
-        self.session.writer.write_rows(rows)
-        self.quality.add(rows)
+        stamps = self.session.writer.write_rows(rows)
+        self.quality.add(rows, stamps)
         self.session.requests_recorded += requests
         self.session.ledger.rows_arrived(msg.node_id, len(rows), t=time.time(), requests=requests)
 
@@ -895,13 +895,13 @@ class QualityMonitor:
                 live.start_level(live.t_start if live.level_count == 0 else time.time(), users=users)
                 self._users = users
 
-    def add(self, rows: list[list[Any]]) -> None:
+    def add(self, rows: list[list[Any]], stamps: list[tuple[Any, ...]]) -> None:
+        """Feed the live figures with a batch and the stamps the writer gave it."""
         if self.live is None:
             return
         try:
             self._sync_levels()
-            t_sent = WORKER_COLUMNS.index("t_sent")
-            self.live.add(rows, self.controller.timeline.stamp_many([row[t_sent] for row in rows]))
+            self.live.add(rows, stamps)
         except Exception:
             logger.exception("loadgrade: live quality figures stopped (the records are not affected)")
             self.live = None

@@ -171,7 +171,8 @@ class RecordWriter:
         self._csv.writerow(RECORD_COLUMNS)
         self._t_sent = WORKER_COLUMNS.index("t_sent")
 
-    def write_rows(self, rows: list[list[Any]]) -> None:
+    def write_rows(self, rows: list[list[Any]]) -> list[tuple[int | str, int | str, int | str, float | str]]:
+        """Append rows with their stamps; returns the stamps (the live figures level rows by them too)."""
         t_sent = self._t_sent
         stamps = self.timeline.stamp_many([row[t_sent] for row in rows])
         self._csv.writerows([*row, *stamp] for row, stamp in zip(rows, stamps, strict=True))
@@ -180,6 +181,7 @@ class RecordWriter:
         for stamp in stamps:
             if stamp[1] != "":
                 self.rows_per_stage[stamp[1]] += 1
+        return stamps
 
     def flush(self) -> None:
         if not self._file.closed:

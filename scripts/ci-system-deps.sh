@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# System packages the browser test (tests/e2e/test_quality_ui.py) needs: Debian's chromium, driven by Playwright
-# through its executable (no browser download). Idempotent: does nothing when chromium is already installed.
+# System packages some tests need, from Debian: chromium for the browser test (driven by Playwright through its
+# executable, no browser download) and iproute2 (`ip`) for the multi-host test in network namespaces.
+# Idempotent: installs only what is missing; without apt-get or root it says so and those tests skip.
 set -euo pipefail
 
-if command -v chromium >/dev/null 2>&1; then
-    echo "ci-system-deps: chromium already installed ($(command -v chromium))"
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "ci-system-deps: chromium and ip already installed"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ci-system-deps: no apt-get here; install chromium yourself or the browser test skips" >&2
+    echo "ci-system-deps: no apt-get here; install ${missing[*]} yourself or the tests that need them skip" >&2
     exit 0
 fi
 SUDO=""
@@ -16,11 +20,11 @@ if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
         SUDO="sudo"
     else
-        echo "ci-system-deps: not root and no sudo; install chromium yourself or the browser test skips" >&2
+        echo "ci-system-deps: not root and no sudo; install ${missing[*]} yourself or the tests that need them skip" >&2
         exit 0
     fi
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
-echo "ci-system-deps: installed $(chromium --version 2>/dev/null || echo chromium)"
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "ci-system-deps: installed ${missing[*]}"
