@@ -1,29 +1,37 @@
-"""How much throughput does loadgrade's user (dataset partitioning, reply parsing, per-request records shipped to
+"""How much throughput does loadgrade's user (dataset partitioning, reply parsing, a record per request written to
 one CSV) cost against a bare FastHttpUser POSTing the same payloads to the same fast endpoint?
 
 Both run as one Locust process with the same users against ``bench/fast_server.py``, alternating, several rounds
-in one invocation; the server is pinned to one core and Locust to the other when the machine allows. Prints
-requests/s of each and the ratio (target: >= 0.95).
+in one invocation; Locust is pinned to one core and the server to the other when ``taskset`` exists. Two figures
+per run, both over the steady middle of the run (ramp-up and start-up excluded):
 
-    .venv/bin/python bench/recording_overhead.py [--users 20] [--seconds 10] [--rounds 3]
+- requests/s, from Locust's own per-second history (``--csv``);
+- CPU time of the Locust process per request, from ``/proc/PID/stat``: what the recording costs, and the figure
+  least disturbed by other work on the machine (requests/s drops when anything else takes the core).
+
+The target is a ratio of at least 0.95 (loadgrade / bare).
+
+    .venv/bin/python bench/recording_overhead.py [--users 20] [--seconds 12] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import itertools
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _pinned(cpu: int) -> list[str]:
@@ -48,72 +56,74 @@ def fast_server() -> Iterator[str]:
         process.wait(10)
 
 
-def _requests_per_second(json_file: Path) -> tuple[float, int]:
-    stats = json.loads(json_file.read_text())
-    total = sum(entry["num_requests"] for entry in stats)
-    start = min(entry["start_time"] for entry in stats)
-    end = max(entry["last_request_timestamp"] for entry in stats)
-    return total / (end - start), total
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def run_one(kind: str, scenario: Path, host: str, users: int, seconds: int, workdir: Path) -> tuple[float, int, float]:
-    """Requests/s, requests, and CPU seconds the Locust process used per request (robust to a busy machine)."""
+def _requests_at(history: Path, t: float) -> float:
+    """Locust's cumulative request count at epoch time t, interpolated from its per-second history."""
+    points = []
+    with history.open() as file:
+        for row in csv.DictReader(file):
+            if row["Name"] == "Aggregated":
+                points.append((float(row["Timestamp"]), float(row["Total Request Count"])))
+    for (t0, n0), (t1, n1) in itertools.pairwise(points):
+        if t0 <= t <= t1:
+            return n0 + (n1 - n0) * (t - t0) / (t1 - t0) if t1 > t0 else n1
+    raise ValueError(f"{t} is outside the history ({points[0][0]}..{points[-1][0]})")
+
+
+@dataclass
+class Measurement:
+    requests_per_s: float
+    cpu_us_per_request: float
+
+
+def run_one(kind: str, scenario: Path, host: str, users: int, seconds: int, workdir: Path) -> Measurement:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_SCENARIO": str(scenario)}
-    out = workdir / kind
-    common = [
-        "--headless",
-        "--host",
-        host,
-        "--json-file",
-        str(out),
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        "--exit-code-on-error",
-        "0",
-    ]
+    prefix = workdir / f"{kind}-{time.monotonic_ns()}"
+    common = ["--headless", "--host", host, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"]
+    common += ["--exit-code-on-error", "0"]
     if kind == "bare":
-        command = [
-            "-f",
-            str(ROOT / "bench" / "bare_locustfile.py"),
-            "-u",
-            str(users),
-            "-r",
-            str(users),
-            "-t",
-            f"{seconds}s",
-            *common,
-        ]
+        command = ["-f", str(ROOT / "bench" / "bare_locustfile.py"), "-u", str(users), "-r", str(users)]
+        command += ["-t", f"{seconds}s", *common]
     else:
-        command = [
-            "-f",
-            str(ROOT / "locustfiles" / "replay.py"),
-            "--scenario",
-            str(scenario),
-            "--run-dir",
-            str(workdir / f"run-{len(list(workdir.glob('run-*')))}"),
-            *common,
-        ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(
+        command = ["-f", str(ROOT / "locustfiles" / "replay.py"), "--scenario", str(scenario)]
+        command += ["--run-dir", str(prefix.with_suffix(".run")), *common]
+    process = subprocess.Popen(
         [*_pinned(0), sys.executable, "-m", "locust", *command],
         cwd=ROOT,
         env=env,
-        check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    rps, total = _requests_per_second(out.with_suffix(".json"))
-    return rps, total, cpu / total
+    history = Path(f"{prefix}_stats_history.csv")
+    try:
+        steady_from, steady_to = seconds * 0.25, seconds * 0.75
+        deadline = time.monotonic() + 60
+        while not (history.exists() and history.read_text().count("\n") >= 2):  # the first second is logged
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind}: Locust did not start")
+            time.sleep(0.1)
+        time.sleep(steady_from)
+        t0, cpu0 = time.time(), _cpu_seconds(process.pid)
+        time.sleep(steady_to - steady_from)
+        t1, cpu1 = time.time(), _cpu_seconds(process.pid)
+        process.wait(seconds + 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    requests = _requests_at(history, t1) - _requests_at(history, t0)
+    return Measurement(requests / (t1 - t0), (cpu1 - cpu0) / requests * 1e6)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,29 +135,24 @@ def main() -> None:
             f"dataset: {{path: '{ROOT / 'scenarios/data/digits_test.csv'}', input_columns: ['px*']}}\n"
             f"load: {{users: {args.users}, run_time_s: {args.seconds}}}\n"
         )
-        results: dict[str, list[float]] = {"bare": [], "loadgrade": []}
-        cpu_per_request: dict[str, list[float]] = {"bare": [], "loadgrade": []}
+        results: dict[str, list[Measurement]] = {"bare": [], "loadgrade": []}
         with fast_server() as host:
             for round_number in range(1, args.rounds + 1):
                 for kind in ("bare", "loadgrade"):
-                    rps, total, cpu = run_one(kind, scenario, host, args.users, args.seconds, workdir)
-                    results[kind].append(rps)
-                    cpu_per_request[kind].append(cpu)
+                    m = run_one(kind, scenario, host, args.users, args.seconds, workdir)
+                    results[kind].append(m)
                     print(
-                        f"round {round_number}: {kind:9s} {rps:8.0f} req/s ({total} requests, "
-                        f"{cpu * 1e6:.0f} us CPU per request)",
+                        f"round {round_number}: {kind:9s} {m.requests_per_s:8.0f} req/s "
+                        f"{m.cpu_us_per_request:7.1f} us CPU/request",
                         flush=True,
                     )
-    bare, ours = statistics.median(results["bare"]), statistics.median(results["loadgrade"])
-    print(f"\nmedian over {args.rounds} rounds, {args.users} users, {args.seconds} s each:")
-    print(f"  bare FastHttpUser     {bare:8.0f} req/s")
-    print(f"  loadgrade (recording) {ours:8.0f} req/s")
-    print(f"  ratio                 {ours / bare:8.3f}   (target >= 0.95)")
-    cpu_bare, cpu_ours = (statistics.median(cpu_per_request[k]) for k in ("bare", "loadgrade"))
-    print(
-        f"  CPU per request       {cpu_bare * 1e6:.0f} us bare, {cpu_ours * 1e6:.0f} us loadgrade "
-        f"(ratio {cpu_bare / cpu_ours:.3f}; includes each process's start-up)"
-    )
+    rps = {k: statistics.median(m.requests_per_s for m in v) for k, v in results.items()}
+    cpu = {k: statistics.median(m.cpu_us_per_request for m in v) for k, v in results.items()}
+    print(f"\nmedian over {args.rounds} rounds, {args.users} users, steady {args.seconds * 0.5:.0f} s of each run:")
+    print(f"  bare FastHttpUser      {rps['bare']:8.0f} req/s  {cpu['bare']:6.1f} us CPU/request")
+    print(f"  loadgrade (recording)  {rps['loadgrade']:8.0f} req/s  {cpu['loadgrade']:6.1f} us CPU/request")
+    print(f"  ratio, requests/s      {rps['loadgrade'] / rps['bare']:8.3f}   (target >= 0.95)")
+    print(f"  ratio, CPU efficiency  {cpu['bare'] / cpu['loadgrade']:8.3f}   (bare CPU per request / loadgrade's)")
 
 
 if __name__ == "__main__":
