@@ -14,7 +14,7 @@ from urllib.parse import quote
 import jmespath
 import jmespath.exceptions
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from loadgrade.dataset import Sample
 
@@ -144,3 +144,37 @@ class ProtocolBase(BaseModel):
 
     def check_fields(self, fields: Sequence[str]) -> None:
         """Raise ValueError if the preset refers to dataset fields that do not exist (checked at load time)."""
+
+
+class ModelServerProtocol(ProtocolBase):
+    """Presets whose path names a model and optionally its version (Open Inference, TF Serving, TorchServe).
+
+    Subclasses give :meth:`model_path`; the path is computed once, when the preset is built, since it is used for
+    every request.
+    """
+
+    model_name: str = Field(description="The model's name in the URL")
+    version: str | None = Field(None, description="Model version; default: the server's choice")
+    _path: str = PrivateAttr(default="")
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_segment(cls, value: str) -> str:
+        return path_segment(value, "model name")
+
+    @field_validator("version")
+    @classmethod
+    def _version_segment(cls, value: str | None) -> str | None:
+        return None if value is None else path_segment(value, "version")
+
+    @model_validator(mode="after")
+    def _build_path(self) -> ModelServerProtocol:
+        self._path = self.model_path(quoted(self.model_name), None if self.version is None else quoted(self.version))
+        return self
+
+    def model_path(self, model: str, version: str | None) -> str:
+        """The request path for a (percent-encoded) model name and version."""
+        raise NotImplementedError
+
+    def path(self) -> str:
+        return self._path

@@ -18,17 +18,15 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from loadgrade.dataset import Sample
 from loadgrade.protocols._base import (
     ExtractionError,
-    ProtocolBase,
+    ModelServerProtocol,
     describe,
     dumps,
     first_row,
-    path_segment,
-    quoted,
     server_error,
 )
 
@@ -85,12 +83,10 @@ def _convert(values: list[Any], datatype: Datatype) -> list[Any]:
     return [float(v) for v in values]
 
 
-class OpenInferenceV2Protocol(ProtocolBase):
+class OpenInferenceV2Protocol(ModelServerProtocol):
     """One sample per request as one input tensor with a leading batch dimension of 1."""
 
     kind: Literal["open-inference-v2"] = "open-inference-v2"
-    model_name: str = Field(description="The model's name in the URL")
-    version: str | None = Field(None, description="Model version; default: the server's choice")
     input_name: str = Field("input-0", min_length=1, description="Name of the input tensor")
     datatype: Datatype = Field("FP64", description="FP32, FP64, INT64 or BYTES (text)")
     shape: list[int] | None = Field(
@@ -99,17 +95,6 @@ class OpenInferenceV2Protocol(ProtocolBase):
     output_name: str | None = Field(None, description="Output tensor holding the prediction; default the first")
     batch_size: int = Field(1, ge=1, le=4096, description="Samples per request (one record per sample)")
     default_path: ClassVar[str] = "/v2/models/{model_name}[/versions/{version}]/infer"
-    _path: str = PrivateAttr(default="")
-
-    @field_validator("model_name")
-    @classmethod
-    def _model_segment(cls, value: str) -> str:
-        return path_segment(value, "model name")
-
-    @field_validator("version")
-    @classmethod
-    def _version_segment(cls, value: str | None) -> str | None:
-        return None if value is None else path_segment(value, "version")
 
     @field_validator("shape")
     @classmethod
@@ -124,18 +109,12 @@ class OpenInferenceV2Protocol(ProtocolBase):
             raise ValueError("'batch_size' stacks samples along a first dimension: leave 'shape' out with it")
         return self
 
-    @model_validator(mode="after")
-    def _build_path(self) -> OpenInferenceV2Protocol:
-        version = f"/versions/{quoted(self.version)}" if self.version is not None else ""
-        self._path = f"/v2/models/{quoted(self.model_name)}{version}/infer"
-        return self
-
-    def path(self) -> str:
+    def model_path(self, model: str, version: str | None) -> str:
         """
         >>> OpenInferenceV2Protocol(model_name="digits", version="2").path()
         '/v2/models/digits/versions/2/infer'
         """
-        return self._path
+        return f"/v2/models/{model}" + (f"/versions/{version}" if version is not None else "") + "/infer"
 
     def tensor(self, value: Any) -> dict[str, Any]:
         """One sample's input as a named tensor; a ValueError says why the value does not fit the options."""

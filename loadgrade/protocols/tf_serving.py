@@ -9,45 +9,26 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field
 
 from loadgrade.dataset import Sample
-from loadgrade.protocols._base import ExtractionError, ProtocolBase, describe, dumps, path_segment, quoted, server_error
+from loadgrade.protocols._base import ExtractionError, ModelServerProtocol, describe, dumps, server_error
 
 
-class TfServingProtocol(ProtocolBase):
+class TfServingProtocol(ModelServerProtocol):
     """One sample per request as a one-instance batch; the first prediction is the answer."""
 
     kind: Literal["tf-serving"] = "tf-serving"
-    model_name: str = Field(description="The model's name in the URL")
-    version: str | None = Field(None, description="Model version; default: the server's latest")
     signature_name: str | None = Field(None, description="SignatureDef to call; default serving_default")
     output: str | None = Field(None, description="Key of the prediction when each prediction is an object")
     default_path: ClassVar[str] = "/v1/models/{model_name}[/versions/{version}]:predict"
-    _path: str = PrivateAttr(default="")
 
-    @field_validator("model_name")
-    @classmethod
-    def _model_segment(cls, value: str) -> str:
-        return path_segment(value, "model name")
-
-    @field_validator("version")
-    @classmethod
-    def _version_segment(cls, value: str | None) -> str | None:
-        return None if value is None else path_segment(value, "version")
-
-    @model_validator(mode="after")
-    def _build_path(self) -> TfServingProtocol:
-        version = f"/versions/{quoted(self.version)}" if self.version is not None else ""
-        self._path = f"/v1/models/{quoted(self.model_name)}{version}:predict"
-        return self
-
-    def path(self) -> str:
+    def model_path(self, model: str, version: str | None) -> str:
         """
         >>> TfServingProtocol(model_name="digits").path()
         '/v1/models/digits:predict'
         """
-        return self._path
+        return f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + ":predict"
 
     def build_body(self, sample: Sample) -> bytes:
         """

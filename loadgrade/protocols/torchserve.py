@@ -14,36 +14,21 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from loadgrade.dataset import Sample
 from loadgrade.protocols._base import (
     ExtractionError,
-    ProtocolBase,
+    ModelServerProtocol,
     compile_jmespath,
     describe,
     dumps,
-    path_segment,
-    quoted,
 )
 
 
-class TorchServeProtocol(ProtocolBase):
+class TorchServeProtocol(ModelServerProtocol):
     """One sample per request; the reply is the prediction, or holds it where ``prediction`` points."""
 
     kind: Literal["torchserve"] = "torchserve"
-    model_name: str = Field(description="The model's name in the URL")
-    version: str | None = Field(None, description="Model version; default: the server's default version")
     input_key: str | None = Field(None, description="Wrap the input as {input_key: input}; default: the input alone")
     prediction: str | None = Field(None, description="JMESPath to the prediction in the reply; default: the reply")
     default_path: ClassVar[str] = "/predictions/{model_name}[/{version}]"
-    _path: str = PrivateAttr(default="")
     _expression: Any = PrivateAttr(default=None)
-
-    @field_validator("model_name")
-    @classmethod
-    def _model_segment(cls, value: str) -> str:
-        return path_segment(value, "model name")
-
-    @field_validator("version")
-    @classmethod
-    def _version_segment(cls, value: str | None) -> str | None:
-        return None if value is None else path_segment(value, "version")
 
     @field_validator("prediction")
     @classmethod
@@ -54,17 +39,15 @@ class TorchServeProtocol(ProtocolBase):
 
     @model_validator(mode="after")
     def _prepare(self) -> TorchServeProtocol:
-        version = f"/{quoted(self.version)}" if self.version is not None else ""
-        self._path = f"/predictions/{quoted(self.model_name)}{version}"
         self._expression = compile_jmespath(self.prediction) if self.prediction is not None else None
         return self
 
-    def path(self) -> str:
+    def model_path(self, model: str, version: str | None) -> str:
         """
         >>> TorchServeProtocol(model_name="digits", version="1.0").path()
         '/predictions/digits/1.0'
         """
-        return self._path
+        return f"/predictions/{model}" + (f"/{version}" if version is not None else "")
 
     def build_body(self, sample: Sample) -> bytes:
         """
