@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.locust_run import ROOT, _environment, free_port, write_scenario
+from tests.support.locust_run import ROOT, _environment, web_ui, write_scenario
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -193,43 +192,7 @@ def test_quality_tab_and_page_show_the_records_figures(tmp_path: Path, reference
     _browser_available()
     scenario = write_scenario(tmp_path / "s.yaml", DIGITS)
     run_dir = tmp_path / "run"
-    port = free_port()
-    ui = f"http://127.0.0.1:{port}"
-    locust = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(ROOT / "locustfiles" / "replay_manual.py"),
-            "--scenario",
-            str(scenario),
-            "--web-host",
-            "127.0.0.1",
-            "--web-port",
-            str(port),
-            "--run-dir",
-            str(run_dir),
-            *(["--processes", str(processes)] if processes else []),
-        ],
-        cwd=ROOT,
-        env=_environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _get(ui)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the web UI did not come up"
-                time.sleep(0.2)
-        while processes and json.loads(_get(f"{ui}/stats/requests"))["worker_count"] < processes:
-            assert time.monotonic() < deadline, "the workers did not connect"
-            time.sleep(0.2)
+    with web_ui(scenario, run_dir, processes=processes) as ui:
         form = urllib.parse.urlencode(
             {"user_count": "2", "spawn_rate": "2", "host": reference_server, "scenario": str(scenario)}
         ).encode()
@@ -257,13 +220,6 @@ def test_quality_tab_and_page_show_the_records_figures(tmp_path: Path, reference
         levels_csv = _get(f"{ui}/quality/stages.csv").decode()
         _post_stop = urllib.request.Request(f"{ui}/stop", data=b"")
         urllib.request.urlopen(_post_stop, timeout=10).close()
-    finally:
-        os.killpg(locust.pid, signal.SIGTERM)
-        try:
-            locust.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(locust.pid, signal.SIGKILL)
-            locust.wait(5)
     screenshots = [tmp_path / "quality-tab.png", tmp_path / "quality-page.png"]
     _keep([p for p in screenshots if p.exists()], suffix=f"-{'processes' if processes else 'standalone'}")
     assert all(p.stat().st_size > 10_000 for p in screenshots)

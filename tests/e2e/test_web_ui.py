@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -15,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.support.locust_run import ROOT, _environment, free_port, write_scenario
+from tests.support.locust_run import ROOT, web_ui, write_scenario
 
 DIGITS = ROOT / "scenarios" / "digits.yaml"
 
@@ -45,48 +41,7 @@ def _wait_for_state(ui: str, states: set[str], timeout: float = 30) -> None:
 @pytest.mark.parametrize("processes", [0, 2])
 def test_start_stop_start_gives_two_separate_runs(tmp_path: Path, reference_server: str, processes: int) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", DIGITS)
-    port = free_port()
-    ui = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(ROOT / "locustfiles" / "replay_manual.py"),
-        "--scenario",
-        str(scenario),
-        "--web-host",
-        "127.0.0.1",
-        "--web-port",
-        str(port),
-        "--run-dir",
-        str(tmp_path / "run"),
-    ]
-    if processes:
-        command += ["--processes", str(processes)]
-    locust = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=_environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _get(ui)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        if processes:
-            deadline = time.monotonic() + 30
-            while json.loads(_get(f"{ui}/stats/requests"))["worker_count"] < processes:
-                assert time.monotonic() < deadline, "workers did not connect"
-                time.sleep(0.2)
+    with web_ui(scenario, tmp_path / "run", processes=processes) as ui:
         for _ in range(2):
             started = _post(
                 f"{ui}/swarm",
@@ -98,13 +53,6 @@ def test_start_stop_start_gives_two_separate_runs(tmp_path: Path, reference_serv
             _post(f"{ui}/stop", {})
             _wait_for_state(ui, {"stopped"})
             time.sleep(0.5)
-    finally:
-        os.killpg(locust.pid, signal.SIGTERM)
-        try:
-            locust.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(locust.pid, signal.SIGKILL)
-            locust.wait(5)
 
     runs = [tmp_path / "run", tmp_path / "run-2"]
     frames = []

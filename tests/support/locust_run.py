@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -195,3 +196,44 @@ def assert_spine_invariants(run: LocustRun) -> pd.DataFrame:
     assert not records["request_id"].duplicated().any()
     assert info["ended_at"] is not None
     return records
+
+
+@contextmanager
+def web_ui(scenario: Path, run_dir: Path, *, processes: int = 0, timeout: float = 30) -> Iterator[str]:
+    """Locust's web UI on a free port of 127.0.0.1 (``replay_manual.py``: load set by hand); yields its URL once it
+    answers and, with ``processes``, once its workers are connected; stopped by its PID (SIGTERM, then SIGKILL)."""
+    import urllib.request
+
+    port = free_port()
+    ui = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "replay_manual.py")]
+    command += ["--scenario", str(scenario), "--web-host", "127.0.0.1", "--web-port", str(port)]
+    command += ["--run-dir", str(run_dir), *(["--processes", str(processes)] if processes else [])]
+    locust = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{ui}/stats/requests", timeout=10) as response:
+                    workers = json.loads(response.read()).get("worker_count", 0)
+                if workers >= processes:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the web UI did not come up (or its workers did not connect)"
+            time.sleep(0.2)
+        yield ui
+    finally:
+        os.killpg(locust.pid, signal.SIGTERM)
+        try:
+            locust.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(locust.pid, signal.SIGKILL)
+            locust.wait(5)
