@@ -23,6 +23,7 @@ import pandas as pd
 
 from analysis.degradation import _PAIRED_MIN_SHARE, METRICS, _Answers, _first_answers, load_order
 from analysis.errors import AnalysisInputError
+from analysis.io import output_dir
 from analysis.plots import plot_compare
 from analysis.report import ANALYSIS_VERSION, RunAnalysis, _jsonable
 from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test
@@ -275,11 +276,7 @@ def write_comparison(
     dict
         Output name to path.
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AnalysisInputError(f"cannot create output directory '{out}': {exc.strerror}") from exc
+    out = output_dir(out_dir)
     paths = {"compare.csv": out / "compare.csv", "compare.json": out / "compare.json"}
     table.to_csv(paths["compare.csv"], index=False)
     document = {

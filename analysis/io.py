@@ -450,3 +450,13 @@ def load_run(
         truth_path=truth_path,
         task=str(task) if task else None,
     )
+
+
+def output_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Create an output directory (and its parents) if needed; a clear error when it cannot be."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AnalysisInputError(f"cannot create output directory '{out}': {exc.strerror}") from exc
+    return out

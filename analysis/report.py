@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order, load_unit
 from analysis.errors import AnalysisInputError
-from analysis.io import RunData, load_run, wants_progress
+from analysis.io import RunData, load_run, output_dir, wants_progress
 from analysis.join import JoinSummary, join_truth
 from analysis.levels import assign_levels
 from analysis.metrics import level_table
@@ -538,11 +538,7 @@ def write_outputs(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dic
     dict
         Output name to path.
     """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AnalysisInputError(f"cannot create output directory '{out}': {exc.strerror}") from exc
+    out = output_dir(out_dir)
     paths = {"levels.csv": out / "levels.csv", "summary.json": out / "summary.json"}
     analysis.levels.to_csv(paths["levels.csv"], index=False)
     paths["summary.json"].write_text(json.dumps(_jsonable(analysis.summary), indent=2) + "\n", encoding="utf-8")
