@@ -2,13 +2,7 @@
 
 from locust import FastHttpUser, constant, task
 
-import os
-
-from loadgrade.scenario import load_scenario
-
-_scenario = load_scenario(os.environ["BENCH_SCENARIO"])
-_bodies = [_scenario.protocol.build_body(_scenario.data().sample(i)) for i in range(len(_scenario.data()))]
-_headers = {"Content-Type": "application/json", "Accept": "application/json"}
+from bench.payloads import BODIES, HEADERS, SCENARIO
 
 
 class BareUser(FastHttpUser):
@@ -17,6 +11,6 @@ class BareUser(FastHttpUser):
 
     @task
     def predict(self):
-        body = _bodies[BareUser.position % len(_bodies)]
+        body = BODIES[BareUser.position % len(BODIES)]
         BareUser.position += 1
-        self.client.post(_scenario.request_path, data=body, headers=_headers, name="predict")
+        self.client.post(SCENARIO.request_path, data=body, headers=HEADERS, name="predict")

@@ -1,9 +1,12 @@
-"""How much throughput does loadgrade's user (dataset partitioning, reply parsing, a record per request written to
-one CSV) cost against a bare FastHttpUser POSTing the same payloads to the same fast endpoint?
+"""How fast does loadgrade's user (dataset partitioning, reply parsing, a record per request written to one CSV)
+send load, against a bare FastHttpUser POSTing the same payloads to the same fast endpoint?
 
-Both run as one Locust process with the same users against ``bench/fast_server.py``, alternating, several rounds
-in one invocation; Locust is pinned to one core and the server to the other when ``taskset`` exists. Two figures
-per run, both over the steady middle of the run (ramp-up and start-up excluded):
+Three users run as one Locust process each, with the same users against ``bench/fast_server.py``, one after the
+other, several rounds in one invocation: the bare FastHttpUser (``bench/bare_locustfile.py``), loadgrade's HTTP
+client alone (``bench/client_locustfile.py``: no partitioning, parsing or records) and loadgrade's user
+(``locustfiles/replay.py``). The first ratio is the target; the second is what the recording itself costs. Locust
+is pinned to one core and the server to the other when ``taskset`` exists. Two figures per run, both over the
+steady middle of the run (ramp-up and start-up excluded):
 
 - requests/s, from Locust's own per-second history (``--csv``);
 - CPU time of the Locust process per request, from ``/proc/PID/stat``: what the recording costs, and the figure
@@ -75,6 +78,9 @@ def _requests_at(history: Path, t: float) -> float:
     raise ValueError(f"{t} is outside the history ({points[0][0]}..{points[-1][0]})")
 
 
+BASELINES = {"bare": "bare_locustfile.py", "client": "client_locustfile.py"}  # locustfiles of the baselines
+
+
 @dataclass
 class Measurement:
     requests_per_s: float
@@ -86,8 +92,8 @@ def run_one(kind: str, scenario: Path, host: str, users: int, seconds: int, work
     prefix = workdir / f"{kind}-{time.monotonic_ns()}"
     common = ["--headless", "--host", host, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING"]
     common += ["--exit-code-on-error", "0"]
-    if kind == "bare":
-        command = ["-f", str(ROOT / "bench" / "bare_locustfile.py"), "-u", str(users), "-r", str(users)]
+    if kind in BASELINES:
+        command = ["-f", str(ROOT / "bench" / BASELINES[kind]), "-u", str(users), "-r", str(users)]
         command += ["-t", f"{seconds}s", *common]
     else:
         command = ["-f", str(ROOT / "locustfiles" / "replay.py"), "--scenario", str(scenario)]
@@ -135,10 +141,10 @@ def main() -> None:
             f"dataset: {{path: '{ROOT / 'scenarios/data/digits_test.csv'}', input_columns: ['px*']}}\n"
             f"load: {{users: {args.users}, run_time_s: {args.seconds}}}\n"
         )
-        results: dict[str, list[Measurement]] = {"bare": [], "loadgrade": []}
+        results: dict[str, list[Measurement]] = {"bare": [], "client": [], "loadgrade": []}
         with fast_server() as host:
             for round_number in range(1, args.rounds + 1):
-                for kind in ("bare", "loadgrade"):
+                for kind in results:
                     m = run_one(kind, scenario, host, args.users, args.seconds, workdir)
                     results[kind].append(m)
                     print(
@@ -149,10 +155,13 @@ def main() -> None:
     rps = {k: statistics.median(m.requests_per_s for m in v) for k, v in results.items()}
     cpu = {k: statistics.median(m.cpu_us_per_request for m in v) for k, v in results.items()}
     print(f"\nmedian over {args.rounds} rounds, {args.users} users, steady {args.seconds * 0.5:.0f} s of each run:")
-    print(f"  bare FastHttpUser      {rps['bare']:8.0f} req/s  {cpu['bare']:6.1f} us CPU/request")
-    print(f"  loadgrade (recording)  {rps['loadgrade']:8.0f} req/s  {cpu['loadgrade']:6.1f} us CPU/request")
-    print(f"  ratio, requests/s      {rps['loadgrade'] / rps['bare']:8.3f}   (target >= 0.95)")
-    print(f"  ratio, CPU efficiency  {cpu['bare'] / cpu['loadgrade']:8.3f}   (bare CPU per request / loadgrade's)")
+    print(f"  bare FastHttpUser          {rps['bare']:8.0f} req/s  {cpu['bare']:6.1f} us CPU/request")
+    print(f"  loadgrade's client alone   {rps['client']:8.0f} req/s  {cpu['client']:6.1f} us CPU/request")
+    print(f"  loadgrade (recording)      {rps['loadgrade']:8.0f} req/s  {cpu['loadgrade']:6.1f} us CPU/request")
+    print(f"  loadgrade / bare FastHttpUser:  {rps['loadgrade'] / rps['bare']:6.3f} req/s   (target >= 0.95)")
+    print(f"                                  {cpu['bare'] / cpu['loadgrade']:6.3f} CPU efficiency")
+    print(f"  loadgrade / its client alone:   {rps['loadgrade'] / rps['client']:6.3f} req/s   (what recording costs)")
+    print(f"                                  {cpu['client'] / cpu['loadgrade']:6.3f} CPU efficiency")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from locust import events
 from locust.env import Environment
+from locust.exception import CatchResponseError
 from locust.runners import STATE_MISSING, LocalRunner, MasterRunner, WorkerRunner
 from locust.shape import LoadTestShape
 
@@ -28,6 +29,8 @@ from typing import Any
 import gevent
 import gevent.queue
 
+from loadgrade import __version__
+from loadgrade.client import EndpointClient
 from loadgrade.dataset import Dataset, SampleFeeder
 from loadgrade.errors import ScenarioError
 from loadgrade.ledger import WorkerLedger
@@ -64,6 +67,7 @@ RUN_INFO_INTERVAL_S = 5.0  # the master rewrites run.json (records so far) this 
 USERS_SAMPLE_INTERVAL_S = 0.2
 DRAIN_TIMEOUT_S = 15.0
 REQUEST_NAME = "predict"
+USER_AGENT = f"loadgrade/{__version__}"
 RATE_SHORTFALL = 0.9  # warn when a stage achieved less than this share of its target arrival rate
 
 
@@ -177,6 +181,7 @@ class Controller:
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
+        self._fire_request = environment.events.request.fire
         self.scenario: Scenario | None = None
         self._scenario_arg = ""
         # master / standalone side
@@ -196,7 +201,6 @@ class Controller:
         self.feeder: SampleFeeder | None = None
         self.protocol: ProtocolBase | None = None
         self._bodies: list[bytes | None] = []
-        self._headers: dict[str, str] = {}
         self._rows: list[list[Any]] = []
         self._arrivals: gevent.queue.Queue[float] | None = None  # open model: due times waiting for a free user
         self._scheduler: gevent.Greenlet | None = None
@@ -543,11 +547,6 @@ class Controller:
             else None
         )
         self._bodies = [None] * len(self.dataset)
-        self._headers = {
-            "Content-Type": self.protocol.content_type,
-            "Accept": "application/json",
-            **scenario.endpoint.headers,
-        }
         self._rows = []
         self._requests = 0
         self._sequence = 0
@@ -574,21 +573,29 @@ class Controller:
         self.feeder = None
 
     def configure_user(self, user: Any) -> None:
-        """Give a new user its host, time-outs and TLS setting before FastHttpUser builds its client."""
+        """Give a new user its id and its own connection to the endpoint (the web UI's host, else the scenario's)."""
         scenario = self.ensure_scenario()
         user.host = self.environment.host or scenario.endpoint.base_url
-        user.network_timeout = scenario.endpoint.timeout_s
-        user.connection_timeout = scenario.endpoint.timeout_s
-        user.insecure = not scenario.endpoint.verify_tls
         self._users_created += 1
         user.loadgrade_user_id = self._users_created
+        user.endpoint = EndpointClient(
+            user.host.rstrip("/") + scenario.request_path,
+            method=scenario.endpoint.method,
+            headers={
+                "Content-Type": scenario.protocol.content_type,
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+                **scenario.endpoint.headers,
+            },
+            timeout_s=scenario.endpoint.timeout_s,
+            verify_tls=scenario.endpoint.verify_tls,
+        )
 
     def replay_one(self, user: Any) -> None:
-        """Send the next sample of this process's share, classify the reply and record it (the user's one task).
+        """Send the next sample of this process's share, classify the reply, record it and report it to Locust.
 
-        The row is built inside the ``catch_response`` block, where Locust already knows the send time, the
-        response time and the size, and right before the block reports the request: no switch to another greenlet
-        can happen in between, so there is exactly one row for each request Locust counts.
+        The rows are appended and Locust's ``request`` event fired with no switch to another greenlet in between,
+        so there is exactly one row for each request Locust counts, with the same send time and response time.
         """
         t_scheduled = None
         if self._arrivals is not None:  # open model: wait for the next due arrival (or take a late one at once)
@@ -601,10 +608,9 @@ class Controller:
             self._report_exhausted()
             gevent.sleep(1.0)
             return
-        dataset, protocol, scenario = self.dataset, self.protocol, self.scenario
+        dataset, protocol = self.dataset, self.protocol
         assert dataset is not None
         assert protocol is not None
-        assert scenario is not None
         batch = protocol.samples_per_request
         if batch == 1:
             items = [item]
@@ -614,62 +620,56 @@ class Controller:
         else:  # several samples in one request (the last one of a pass may carry fewer), one record each
             items = [item, *self._take(batch - 1)]
             body = protocol.build_batch([dataset.sample(index) for index, _ in items])
+        endpoint: EndpointClient = user.endpoint
         self._in_flight += 1
         try:
-            with user.client.request(
-                scenario.endpoint.method,
-                scenario.request_path,
-                data=body,
-                headers=self._headers,
-                name=REQUEST_NAME,
-                catch_response=True,
-            ) as response:
-                meta = response.request_meta
-                status = int(response.status_code or 0)
-                exception = meta["exception"]
-                try:
-                    content = response.content if status else None
-                except Exception as exc:  # the body could not be read: the connection broke mid-reply
-                    content, exception = None, exc
-                outcomes = (
-                    [interpret_response(protocol, status_code=status, content=content, exception=exception)]
-                    if batch == 1
-                    else interpret_batch(
-                        protocol, n=len(items), status_code=status, content=content, exception=exception
-                    )
-                )
-                self._sequence += 1
-                self._requests += 1
-                request_id = f"{self._worker}-{self._sequence}"
-                for position, ((index, pass_number), outcome) in enumerate(zip(items, outcomes, strict=True)):
-                    self._rows.append(
-                        worker_row(
-                            request_id=request_id if batch == 1 else f"{request_id}.{position}",
-                            sample_id=dataset.ids[index],
-                            worker_index=self._worker,
-                            user_id=user.loadgrade_user_id,
-                            t_sent=meta["start_time"],
-                            latency_ms=meta["response_time"],
-                            status_code=status,
-                            ok=outcome.ok,
-                            error_kind=outcome.error_kind,
-                            error=outcome.error,
-                            prediction=outcome.prediction,
-                            response_bytes=meta["response_length"] or 0,
-                            pass_number=pass_number,
-                            t_scheduled=t_scheduled,
-                            usage=outcome.usage,
-                        )
-                    )
-                failed = outcomes[0] if batch == 1 else next((o for o in outcomes if not o.ok), outcomes[0])
-                if failed.ok:
-                    response.success()
-                else:
-                    response.failure(
-                        f"{failed.error_kind} {status}" if failed.error_kind == "http" else failed.error_kind
-                    )
+            exchange = endpoint.send(body)
         finally:
             self._in_flight -= 1
+        status, content = exchange.status_code, exchange.content
+        outcomes = (
+            [interpret_response(protocol, status_code=status, content=content, exception=exchange.exception)]
+            if batch == 1
+            else interpret_batch(
+                protocol, n=len(items), status_code=status, content=content, exception=exchange.exception
+            )
+        )
+        self._sequence += 1
+        self._requests += 1
+        request_id = f"{self._worker}-{self._sequence}"
+        response_bytes = len(content) if content else 0
+        for position, ((index, pass_number), outcome) in enumerate(zip(items, outcomes, strict=True)):
+            self._rows.append(
+                worker_row(
+                    request_id=request_id if batch == 1 else f"{request_id}.{position}",
+                    sample_id=dataset.ids[index],
+                    worker_index=self._worker,
+                    user_id=user.loadgrade_user_id,
+                    t_sent=exchange.start_time,
+                    latency_ms=exchange.response_time_ms,
+                    status_code=status,
+                    ok=outcome.ok,
+                    error_kind=outcome.error_kind,
+                    error=outcome.error,
+                    prediction=outcome.prediction,
+                    response_bytes=response_bytes,
+                    pass_number=pass_number,
+                    t_scheduled=t_scheduled,
+                    usage=outcome.usage,
+                )
+            )
+        failed = outcomes[0] if batch == 1 else next((o for o in outcomes if not o.ok), outcomes[0])
+        self._fire_request(
+            request_type=endpoint.method,
+            name=REQUEST_NAME,
+            response_time=exchange.response_time_ms,
+            response_length=response_bytes,
+            exception=None if failed.ok else CatchResponseError(_failure_name(failed.error_kind, status)),
+            context=user.context(),
+            response=None,
+            start_time=exchange.start_time,
+            url=endpoint.url,
+        )
         if len(self._rows) >= SHIP_BATCH_ROWS:
             self.ship()
 
@@ -734,6 +734,11 @@ class Controller:
 
 
 # ---------------------------------------------------------------------------------------------------- events
+
+
+def _failure_name(error_kind: str, status_code: int) -> str:
+    """How a failed request shows in Locust's failure table: one line per kind (and HTTP status), not per message."""
+    return f"{error_kind} {status_code}" if error_kind == "http" else error_kind
 
 
 def controller_of(environment: Environment) -> Controller:

@@ -7,23 +7,29 @@ The scenario's ``load:`` section drives the user count (a load shape). To set us
 ``-u/-r/-t`` instead, use ``locustfiles/replay_manual.py``.
 """
 
-from locust import FastHttpUser, constant, task
+from locust import User, constant, task
 
 from loadgrade.locust_plugin import ScenarioShape, controller_of
 
 __all__ = ["ModelUser", "ScenarioShape"]
 
 
-class ModelUser(FastHttpUser):
-    """Sends one sample per task and records the reply; all logic lives in loadgrade."""
+class ModelUser(User):
+    """Sends one sample per task over its own keep-alive connection (``self.endpoint``) and records the reply.
+
+    All logic lives in loadgrade; requests reach Locust's statistics through its ``request`` event as usual.
+    """
 
     wait_time = constant(0)
 
     def __init__(self, environment):
+        super().__init__(environment)
         self.loadgrade = controller_of(environment)
         self.loadgrade.configure_user(self)
-        super().__init__(environment)
 
     @task
     def predict(self):
         self.loadgrade.replay_one(self)
+
+    def on_stop(self):
+        self.endpoint.close()

@@ -6,8 +6,10 @@ fail in one specific way each, so tests can check that every failure becomes the
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -39,9 +41,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         pass
 
-    def _reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+    def _reply(self, status: int, body: bytes, content_type: str = "application/json", **headers: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -65,6 +69,23 @@ class _Handler(BaseHTTPRequestHandler):
             if first + 3 <= now < first + 4:
                 time.sleep(first + 4 - now)
             path = "/ok"
+        if path.endswith("/echo"):  # what arrived: method, path with query, headers
+            sent = {
+                "method": self.command,
+                "path": self.path,
+                "headers": dict(self.headers.items()),
+                "client_port": self.client_address[1],
+            }
+            self._reply(200, json.dumps({"output_data": [0], "request": sent}).encode())
+            return
+        if path == "/gzip":  # the /ok answer, gzip-compressed although nobody asked for it
+            features = json.loads(raw)["input_data"][0]
+            body = json.dumps({"output_data": [expected_prediction(features)]}).encode()
+            self._reply(200, gzip.compress(body), Content_Encoding="gzip")
+            return
+        if path == "/redirect":
+            self._reply(307, b"", Location="/ok")
+            return
         if path == "/status/500":
             self._reply(500, b'{"error": "internal"}')
         elif path == "/nonjson":
@@ -79,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, b'{"error": "no such path"}')
 
+    do_PUT = do_POST
+
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -88,14 +111,16 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def fault_server() -> Iterator[str]:
-    """Serve on a free port of 127.0.0.1 in a thread; yields the base URL."""
+def fault_server(tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve on a free port of 127.0.0.1 in a thread (over TLS with a server context); yields the base URL."""
     server = _QuietServer(("127.0.0.1", 0), _Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     _STALL.clear()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
