@@ -59,6 +59,8 @@ def decode_reply(
 
     ``status_code`` is 0 when no HTTP response arrived.
     """
+    if 300 <= status_code < 400:
+        return None, Outcome(False, "http", f"HTTP {status_code}: a redirect, not followed (use the final URL)")
     if status_code >= 400 or (status_code and not 200 <= status_code < 300):
         return None, Outcome(False, "http", f"HTTP {status_code}: {_snippet(content)}")
     if exception is not None or not status_code:

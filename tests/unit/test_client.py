@@ -92,7 +92,10 @@ def test_a_redirect_is_not_followed_and_becomes_an_http_error(
 ) -> None:
     exchange = client(f"{server}/redirect").send(body(1))
     assert (exchange.status_code, exchange.exception) == (307, None)
-    assert (outcome(exchange).error_kind, outcome(exchange).error) == ("http", "HTTP 307: (empty body)")
+    assert (outcome(exchange).error_kind, outcome(exchange).error) == (
+        "http",
+        "HTTP 307: a redirect, not followed (use the final URL)",
+    )
 
 
 def test_a_late_reply_is_never_read_as_the_answer_to_the_next_request(
