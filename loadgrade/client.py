@@ -12,8 +12,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import gevent.ssl
 from geventhttpclient import HTTPClient
@@ -22,8 +21,7 @@ from geventhttpclient.url import URL
 __all__ = ["EndpointClient", "Exchange"]
 
 
-@dataclass(frozen=True, slots=True)
-class Exchange:
+class Exchange(NamedTuple):
     """One request and what came back: ``status_code`` is 0 when no response head arrived."""
 
     start_time: float  # epoch seconds, when the request was sent

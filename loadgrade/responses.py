@@ -5,8 +5,7 @@ A wrong prediction is not an error here: only transport and format problems are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -18,9 +17,11 @@ ERROR_KINDS: tuple[ErrorKind, ...] = ("http", "timeout", "connection", "decode",
 _SNIPPET = 200
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How one request ended: ``ok`` with a prediction (JSON text), or an ``error_kind`` and message."""
+class Outcome(NamedTuple):
+    """How one request ended: ``ok`` with a prediction (JSON text), or an ``error_kind`` and message.
+
+    A named tuple: made once per request, at a third of a frozen dataclass's cost.
+    """
 
     ok: bool
     error_kind: ErrorKind = ""
