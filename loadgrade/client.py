@@ -1,10 +1,11 @@
 """The replay's HTTP client: one keep-alive connection per user, one request at a time, nothing in between.
 
 Locust's FastHttpSession carries a browser-like user agent's kit through every request (URL building, cookies,
-redirects, response wrappers, a context manager): on a fast endpoint that is about half of the CPU a FastHttpUser
-spends per request. Replaying a dataset needs none of it, so each user sends through geventhttpclient's
-``HTTPClient`` (the library under FastHttpUser) directly, and the replay reports each request to Locust's
-``request`` event itself. Redirects are not followed: each request is sent once, to the URL the scenario names.
+redirects, response wrappers, a context manager): on a fast endpoint that is about 40 % of the CPU a FastHttpUser
+spends per request (bench/README.md). Replaying a dataset needs none of it, so each user sends through
+geventhttpclient's ``HTTPClient`` (the library under FastHttpUser) directly, and the replay reports each request
+to Locust's ``request`` event itself. Redirects are not followed: each request is sent once, to the URL the
+scenario names.
 """
 
 from __future__ import annotations
