@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import trustme
 
 from tests.support.fault_server import MIXED, MIXED_ERROR_KIND, expected_prediction, fault_server, refused_url
 from tests.support.locust_run import assert_spine_invariants, run_locust, write_scenario
@@ -20,7 +22,7 @@ def faults() -> Iterator[str]:
         yield url
 
 
-def scenario(tmp_path: Path, base_url: str, path: str, *, users: int = 4) -> Path:
+def scenario(tmp_path: Path, base_url: str, path: str, *, users: int = 4, verify_tls: bool = True) -> Path:
     data = pd.DataFrame(
         {
             "id": [f"s{i:03d}" for i in range(N_SAMPLES)],
@@ -33,7 +35,7 @@ def scenario(tmp_path: Path, base_url: str, path: str, *, users: int = 4) -> Pat
     return write_scenario(
         tmp_path / "s.yaml",
         {
-            "endpoint": {"base_url": base_url, "path": path, "timeout_s": 0.5},
+            "endpoint": {"base_url": base_url, "path": path, "timeout_s": 0.5, "verify_tls": verify_tls},
             "protocol": {"kind": "flask-predict"},
             "dataset": {"path": str(tmp_path / "data.csv"), "input_columns": ["a", "b"], "passes": 1},
             "load": {"users": users, "run_time_s": 60},
@@ -71,3 +73,24 @@ def test_connection_refused_rows_and_a_normal_end(tmp_path: Path) -> None:
     assert set(records["error_kind"]) == {"connection"}
     assert (records["status_code"] == 0).all()
     assert records["error"].str.contains("refused", case=False).all()
+
+
+@pytest.mark.parametrize("verify_tls", [False, True])
+def test_a_self_signed_https_endpoint_is_answered_only_without_verification(tmp_path: Path, verify_tls: bool) -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
+    with fault_server(tls=context) as url:
+        run = run_locust(scenario(tmp_path, url, "/ok", users=2, verify_tls=verify_tls), tmp_path / "run")
+    records = assert_spine_invariants(run)
+    assert len(records) == N_SAMPLES
+    if verify_tls:
+        assert set(records["error_kind"]) == {"connection"}
+        assert records["error"].str.contains("CERTIFICATE_VERIFY_FAILED").all()
+    else:
+        assert records["ok"].all()
+        assert (records["prediction"].astype(int) == records["sample_id"].map(_label_of(tmp_path))).all()
+
+
+def _label_of(tmp_path: Path) -> dict[str, int]:
+    data = pd.read_csv(tmp_path / "data.csv")
+    return dict(zip(data["id"], data["label"], strict=True))
