@@ -127,10 +127,12 @@ def run_one(kind: str, scenario: Path, host: str, users: int, seconds: int, work
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--seconds", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--users", type=int, default=20, help="users of each Locust process (default 20)")
+    parser.add_argument("--seconds", type=int, default=12, help="length of each run, at least 10 (default 12)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each user; medians are shown (default 5)")
     args = parser.parse_args()
+    if args.seconds < 10:  # the steady middle half must end inside Locust's per-second history
+        parser.error("--seconds must be at least 10")
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
