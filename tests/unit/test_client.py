@@ -12,7 +12,7 @@ import trustme
 
 from loadgrade.client import EndpointClient, Exchange
 from loadgrade.protocols import FlaskPredictProtocol
-from loadgrade.responses import interpret_response
+from loadgrade.responses import Outcome, interpret_response
 from tests.support.fault_server import fault_server, refused_url
 
 JSON = {"Content-Type": "application/json"}
@@ -42,7 +42,7 @@ def client() -> Iterator[Callable[..., EndpointClient]]:
         endpoint.close()
 
 
-def outcome(exchange: Exchange):  # type: ignore[no-untyped-def]
+def outcome(exchange: Exchange) -> Outcome:
     return interpret_response(
         FlaskPredictProtocol(),
         status_code=exchange.status_code,
