@@ -83,6 +83,21 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps({"output_data": [expected_prediction(features)]}).encode()
             self._reply(200, gzip.compress(body), Content_Encoding="gzip")
             return
+        if path == "/stall-body-once":  # the first reply stops half-way through its body for 1 s, later ones don't
+            features = json.loads(raw)["input_data"][0]
+            body = json.dumps({"output_data": [expected_prediction(features)]}).encode()
+            first = "body" not in _STALL
+            _STALL["body"] = time.time()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if first:
+                self.wfile.write(body[:5])
+                time.sleep(1.0)
+                body = body[5:]
+            self.wfile.write(body)
+            return
         if path == "/redirect":
             self._reply(307, b"", Location="/ok")
             return

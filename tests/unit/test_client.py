@@ -98,7 +98,7 @@ def test_a_redirect_is_not_followed_and_becomes_an_http_error(
     )
 
 
-def test_a_late_reply_is_never_read_as_the_answer_to_the_next_request(
+def test_after_a_time_out_the_next_request_gets_its_own_answer_at_once(
     server: str, client: Callable[..., EndpointClient]
 ) -> None:
     mixed = client(f"{server}/mixed", timeout_s=0.5)  # feature 4 → /slow (1.5 s), feature 0 → /ok
@@ -106,9 +106,24 @@ def test_a_late_reply_is_never_read_as_the_answer_to_the_next_request(
     assert late.status_code == 0
     assert late.content is None
     assert outcome(late).error_kind == "timeout"
-    time.sleep(1.3)  # the late reply has arrived by now on the old connection
-    answered = mixed.send(body(0, 6))
+    answered = mixed.send(body(0, 6))  # while the server still works on the first: not queued behind it
+    assert answered.exception is None
     assert json.loads(answered.content or b"") == {"output_data": [6]}
+    assert answered.response_time_ms < 400
+
+
+def test_a_reply_cut_off_mid_body_leaves_nothing_for_the_next_request(
+    server: str, client: Callable[..., EndpointClient]
+) -> None:
+    """The head arrived and the body stalled past the time-out: that connection must not carry the next request,
+    or the rest of the old body would be read as the start of the next reply."""
+    stalled = client(f"{server}/stall-body-once", timeout_s=0.5)
+    cut = stalled.send(body(2, 1))
+    assert cut.status_code == 200
+    assert outcome(cut).error_kind == "timeout"
+    answered = stalled.send(body(3, 4))  # at once, before the rest of the first body arrives
+    assert answered.exception is None
+    assert json.loads(answered.content or b"") == {"output_data": [7]}
 
 
 @pytest.mark.parametrize("path", ["/reset", None])
