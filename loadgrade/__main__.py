@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         plan = stage_plan(scenario.load)
         duration = total_duration(plan)
+        # the URL as the file writes it: ${NAME} may hold a credential, and this line ends up in CI logs
         print(
-            f"{path}: ok: {scenario.name}: {scenario.protocol.kind} at {scenario.endpoint.base_url}"
+            f"{path}: ok: {scenario.name}: {scenario.protocol.kind} at {scenario.base_url_as_written}"
             f"{scenario.request_path}, {len(scenario.data())} samples, {len(plan)} stage(s), "
             + (f"{duration:g} s" if duration is not None else "until stopped")
             + (f", {scenario.dataset.passes} pass(es)" if scenario.dataset.passes else "")

@@ -6,22 +6,26 @@ Every problem a scenario can have is found here, before any load starts, and rep
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import math
+import operator
 import os
 import re
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    PositiveFloat,
-    PositiveInt,
     PrivateAttr,
+    StrictBool,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -32,10 +36,11 @@ from loadgrade.dataset import FORMAT_BY_SUFFIX, Dataset, DatasetFormat, Order, l
 from loadgrade.errors import Problem, ScenarioError
 from loadgrade.protocols import Protocol
 from loadgrade.resources import ResourcesSpec
-from loadgrade.shapes import Load
+from loadgrade.shapes import Count, Load, Number, PositiveNumber, RateLoad, SearchLoad, Seed, search_stage
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SENSITIVE_HEADER = re.compile(r"auth|token|key|secret|cookie|password", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"^(?P<head>https?://[^/@:\s]*:)(?P<password>[^/@\s]+)(?=@)")
 REDACTED = "<redacted>"
 
 
@@ -50,8 +55,8 @@ class Endpoint(_Strict):
     path: str | None = Field(None, description="Request path; defaults to the protocol's usual path")
     method: Literal["POST", "PUT", "GET"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: PositiveFloat = Field(30.0, description="Connect and read time-out of one request")
-    verify_tls: bool = True
+    timeout_s: PositiveNumber = Field(30.0, description="Connect and read time-out of one request")
+    verify_tls: StrictBool = True
 
     @field_validator("base_url")
     @classmethod
@@ -78,8 +83,8 @@ class DatasetSpec(_Strict):
     input_columns: list[str] | None = Field(None, min_length=1)
     input_field: str | None = None
     order: Order = "sequential"
-    seed: int = 0
-    passes: PositiveInt | None = Field(None, description="Stop after replaying the dataset this many times")
+    seed: Seed = 0
+    passes: Count | None = Field(None, description="Stop after replaying the dataset this many times")
     task: Literal["classification", "regression", "text"] | None = None
 
     @field_validator("path")
@@ -105,12 +110,43 @@ class DatasetSpec(_Strict):
         return self
 
 
+def _suggest(message: str, name: str, known: tuple[str, ...]) -> str:
+    """``message`` with a "did you mean" for a misspelt ``name``, right after the name where the message quotes it."""
+    close = difflib.get_close_matches(name, known, n=1)
+    if not close:
+        return message
+    hint = f" (did you mean {close[0]!r}?)"
+    quoted = f"metric {name!r}"
+    return message.replace(quoted, quoted + hint, 1) if quoted in message else message + hint
+
+
+def _parsed_rule(text: str) -> str:
+    """A rule is checked by the very parser that ``python -m analysis check`` and a search use: a typo fails now,
+    not after the run."""
+    # imported here: the core does not load the analysis package (a sibling) until a scenario has rules
+    from analysis.errors import AnalysisInputError
+    from analysis.rules import RULE_METRICS, parse_rule
+
+    try:
+        parse_rule(text)
+    except AnalysisInputError as exc:
+        metric = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)", text)
+        if metric is None or metric.group(1) in RULE_METRICS:
+            raise ValueError(str(exc)) from None
+        raise ValueError(_suggest(str(exc), metric.group(1), tuple(RULE_METRICS))) from None
+    return text
+
+
+RuleText = Annotated[str, AfterValidator(_parsed_rule)]
+"""A pass/fail rule such as ``p95_ms<=200`` (see :mod:`analysis.rules`), parsed when the scenario is loaded."""
+
+
 class Slo(_Strict):
     """Service-level objectives: the latency SLO used for goodput, the accuracy tolerance, and check rules."""
 
-    latency_ms: PositiveFloat | None = None
-    tolerance: float = Field(0.01, ge=0, le=1)
-    rules: list[str] = Field(default_factory=list)
+    latency_ms: PositiveNumber | None = None
+    tolerance: Number = Field(0.01, ge=0, le=1)
+    rules: list[RuleText] = Field(default_factory=list)
 
 
 class Output(_Strict):
@@ -178,6 +214,12 @@ class Scenario(_Strict):
             )
         return self._dataset
 
+    @property
+    def base_url_as_written(self) -> str:
+        """``endpoint.base_url`` for printing: ``${NAME}`` references as written, never their values, and a
+        password written into the URL redacted."""
+        return _redact_url_password(self._base_url_template.rstrip("/") or self.endpoint.base_url)
+
     def redacted(self) -> dict[str, Any]:
         """The scenario as JSON-able data with no secret in it, for ``run.json``.
 
@@ -194,27 +236,164 @@ class Scenario(_Strict):
                 template = REDACTED
             headers[name] = template
         data["endpoint"]["headers"] = headers
-        data["endpoint"]["base_url"] = self._base_url_template or self.endpoint.base_url
+        data["endpoint"]["base_url"] = self.base_url_as_written
         return data
+
+
+def _redact_url_password(url: str) -> str:
+    """``https://user:<redacted>@host`` for a literal password; a ``${NAME}`` reference is shown as it is."""
+    match = _URL_PASSWORD.match(url)
+    if match is None or _ENV_REFERENCE.fullmatch(match["password"]):
+        return url
+    return match["head"] + REDACTED + url[match.end() :]
 
 
 # --------------------------------------------------------------------------------------------------- loading
 
 
-def _expand_env(text: str, key: str, path: Path, line: int | None) -> str:
+def _expand_env(text: str, key: str, path: Path, line: int | None, secrets: dict[str, str]) -> str:
+    """``text`` with each ``${NAME}`` replaced by its value; ``secrets`` learns each value and how it was written."""
+
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
             raise ScenarioError(
                 path, key, f"environment variable {name} is not set (referenced as ${{{name}}})", line=line
             )
+        secrets[os.environ[name]] = match.group(0)
         return os.environ[name]
 
-    return _ENV_REFERENCE.sub(replace, text)
+    expanded = _ENV_REFERENCE.sub(replace, text)
+    if expanded != text:
+        secrets[expanded] = text
+    return expanded
 
 
-def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[yaml.Node | None, yaml.Node | None]:
-    """The YAML node at a key path and, for mappings, the node of its key (for line numbers)."""
+def _without_secrets(error: ScenarioError, secrets: dict[str, str]) -> ScenarioError:
+    """The error with every value read from the environment shown as written (``${NAME}``).
+
+    Values shorter than four characters are left alone: they are no secret, and replacing them would garble the
+    message (a variable set to ``1`` would rewrite every 1 in it).
+    """
+    shown = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+    if not shown:
+        return error
+
+    def clean(message: str) -> str:
+        for secret in shown:
+            message = message.replace(secret, secrets[secret])
+        return message
+
+    return ScenarioError(error.path, problems=[Problem(p.key, clean(p.message), p.line) for p in error.problems])
+
+
+def _read_text(path: Path) -> str:
+    """The file as text; bytes that are not UTF-8 are reported with their line instead of a decoding traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(path, "", f"cannot read the scenario file: {exc.strerror or exc}") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ScenarioError(
+            path, "", "not UTF-8 text: the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        byte = data[exc.start]
+        legacy = bytes([byte]).decode("cp1252", errors="replace")
+        guess = f", {legacy!r} in Latin-1/Windows-1252" if legacy.isprintable() and legacy != "\ufffd" else ""
+        raise ScenarioError(
+            path,
+            "",
+            f"not UTF-8 text at line {line}, column {column} (byte 0x{byte:02x}{guess}): save the file as UTF-8",
+            line=line,
+        ) from None
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    """A key path as a person writes it: ``load.steps[2].users``, ``slo.rules[0]``."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _duplicate_keys(root: yaml.Node, loader: yaml.SafeLoader) -> list[Problem]:
+    """Keys given twice in one mapping: YAML keeps the last one silently, so the first would be ignored unseen."""
+    problems = []
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    visited: set[int] = set()  # an alias shares its node: walk it once
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:  # `<<: *defaults` then an explicit key is an override, not a repeat
+                    continue
+                key = loader.construct_object(key_node, deep=True) if isinstance(key_node, yaml.ScalarNode) else None
+                line = key_node.start_mark.line + 1
+                if key is not None and key in first_line:
+                    problems.append(
+                        Problem(
+                            _key((*loc, key)),
+                            f"key {key!r} is given twice, at line {first_line[key]} and again at line {line}; "
+                            "YAML would silently keep only the last one: remove one of them",
+                            line,
+                        )
+                    )
+                elif key is not None:
+                    first_line[key] = line
+                stack.append((value_node, (*loc, key)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*loc, index)) for index, item in enumerate(node.value))
+    return sorted(problems, key=lambda p: p.line or 0)
+
+
+def _parse(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its data, read once; repeated keys are an error."""
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        duplicates = _duplicate_keys(root, loader)
+        if duplicates:
+            raise ScenarioError(path, problems=duplicates)
+        return root, loader.construct_document(root)
+    except yaml.reader.ReaderError as exc:
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ScenarioError(
+            path,
+            "",
+            f"not valid YAML: character U+{code:04X} is not allowed in a YAML file ({exc.reason})",
+            line=text.count("\n", 0, exc.position) + 1,
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ScenarioError(
+            path, "", f"not valid YAML: {getattr(exc, 'problem', None) or exc}", line=mark.line + 1 if mark else None
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _walk(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[yaml.Node | None, yaml.Node | None, bool]:
+    """The YAML node at a key path (or the deepest one found on the way), the node of its key, and whether the
+    whole path was found."""
     node, key_node = root, None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
@@ -223,18 +402,24 @@ def _node_at(root: yaml.Node | None, loc: tuple[Any, ...]) -> tuple[yaml.Node | 
                     node, key_node = v, k
                     break
             else:
-                return node, key_node
+                return node, key_node, False
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node, key_node = node.value[part], None
         else:
-            return node, key_node
-    return node, key_node
+            return node, key_node, False
+    return node, key_node, True
 
 
 def _line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    node, key_node = _node_at(root, loc)
+    node, key_node, _ = _walk(root, loc)
     target = key_node or node
     return target.start_mark.line + 1 if target is not None else None
+
+
+def _written(root: yaml.Node | None, loc: tuple[Any, ...]) -> str | None:
+    """The scalar at ``loc`` exactly as the file spells it (``yes``, ``2.0``), for messages."""
+    node, _, found = _walk(root, loc)
+    return node.value if found and isinstance(node, yaml.ScalarNode) else None
 
 
 def _unwrap(annotation: Any) -> list[Any]:
@@ -266,7 +451,41 @@ def _allowed_keys(loc: tuple[Any, ...], raw: Any) -> list[str]:
     return sorted({f.alias or n for model in models for n, f in model.model_fields.items()}) if models else []
 
 
-def _describe(error: Any, raw: Any) -> tuple[tuple[Any, ...], str]:
+_EXPECTED = {
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "text",
+}
+# a boolean that reached a number's bound was read as one (lax mode, in another module's model): say so instead
+_BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of", "finite_number")
+
+
+def _wrong_type(expected: str, value: Any, written: str | None) -> str:
+    """What was expected and what the file holds, in the file's own spelling (``yes`` is a boolean in YAML)."""
+    if isinstance(value, bool):
+        spelt = written if written is not None else str(value).lower()
+        how = "a boolean" if spelt.lower() in ("true", "false") else "YAML reads it as a boolean"
+        return f"expected {expected}, got {spelt} ({how})"
+    if expected == "text" and isinstance(value, int | float):
+        return f"expected text, got the number {written or repr(value)}: quote it if it is meant as text"
+    if isinstance(value, float) and expected == "a whole number":
+        hint = f": write {int(value)}" if value.is_integer() else ""
+        return f"expected a whole number, got {written or repr(value)}{hint}"
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return f"expected {expected}, got the text {value!r}"
+        return f"expected {expected}, got the text {value!r} (a quoted number: remove the quotes)"
+    return f"expected {expected}, got {value!r}"
+
+
+def _describe(error: Any, raw: Any, root: yaml.Node | None) -> tuple[tuple[Any, ...], str]:
     """A pydantic error as (key path, message a person can act on)."""
     loc = tuple(error["loc"])
     kind = error["type"]
@@ -292,14 +511,158 @@ def _describe(error: Any, raw: Any) -> tuple[tuple[Any, ...], str]:
         )
     if kind == "union_tag_not_found":
         return (*loc, "kind"), "missing required key 'kind'"
+    if kind in _EXPECTED:
+        message = _wrong_type(_EXPECTED[kind], error["input"], _written(root, loc))
+        if loc[:2] == ("slo", "rules"):
+            message += "; a rule is one line of text such as 'p95_ms<=200' (no space after a colon)"
+        return loc, message
+    if kind in _BOUNDS and isinstance(error["input"], bool):
+        return loc, _wrong_type("a number", error["input"], _written(root, loc))
     message = error["msg"].removeprefix("Value error, ")
     if kind not in ("value_error", "assertion_error"):
         message = f"{message} (got {error['input']!r})"
     return loc, message
 
 
+def _loose_numbers(value: Any, raw: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any, str]]:
+    """Numbers that pydantic's lax mode made of a boolean (``true`` -> 1) or a float (``2.0`` -> 2).
+
+    The load shapes and this module type their numbers strictly; this catches the same mistake in the models of
+    other modules (protocol presets, resources), with the same message. Yields (key path, raw value, expected).
+    """
+    if isinstance(value, BaseModel):
+        if isinstance(raw, dict):
+            for name, field in type(value).model_fields.items():
+                key = field.alias or name
+                if key in raw:
+                    yield from _loose_numbers(getattr(value, name), raw[key], (*loc, key))
+    elif isinstance(value, list | tuple) and isinstance(raw, list) and len(value) == len(raw):
+        for index, (item, raw_item) in enumerate(zip(value, raw, strict=True)):
+            yield from _loose_numbers(item, raw_item, (*loc, index))
+    elif isinstance(value, dict) and isinstance(raw, dict):
+        for key, item in value.items():
+            if key in raw:
+                yield from _loose_numbers(item, raw[key], (*loc, key))
+    elif (isinstance(value, int | float) and not isinstance(value, bool)) and (
+        isinstance(raw, bool) or (isinstance(raw, float) and isinstance(value, int))
+    ):
+        yield loc, raw, "a number" if isinstance(value, float) else "a whole number"
+
+
+_COMPARE = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+
+
+def _unjudgeable_rules(scenario: Scenario) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Rules that parse but that this load cannot judge: each would fail (or pass) whatever the endpoint does.
+
+    A level table has a target rate only in an open-model run; a search judges each level it tries on the table
+    of its first level and that level (see ``locust_plugin._judge_level``).
+    """
+    if scenario.slo is None or not scenario.slo.rules:
+        return
+    from analysis import rules as analysis_rules
+
+    # the metrics a rule measures at the best level rather than the worst (see analysis.rules' docstring)
+    capacity = analysis_rules._CAPACITY
+    load = scenario.load
+    searched = load.variable if isinstance(load, SearchLoad) else None
+    open_model = isinstance(load, RateLoad) or searched == "rate"
+    for index, text in enumerate(scenario.slo.rules):
+        rule, loc = analysis_rules.parse_rule(text), ("slo", "rules", index)
+        if rule.where_field == "rate" and not open_model:
+            shape = "a search over users" if searched else f"load kind {load.kind!r}"
+            yield (
+                loc,
+                (
+                    f"rule {text!r} selects levels by arrival rate, but {shape} sets no arrival rate, so no level "
+                    "would be selected and the rule would fail for lack of data: select by users or level, "
+                    "or use an open-model load (kind: rate)"
+                ),
+            )
+        elif isinstance(load, SearchLoad) and rule.metric in capacity:
+            yield (
+                loc,
+                (
+                    f"rule {text!r} cannot judge a search level: {rule.metric} is measured at the best of the first "
+                    "level and the one being judged, so the verdict does not follow that level; the search finds the "
+                    "capacity itself (the highest level meeting every SLO): bound latency or quality instead"
+                ),
+            )
+        elif isinstance(load, SearchLoad) and rule.where_field and rule.where_op and rule.where_value is not None:
+            first = search_stage(load, load.start)
+            at_first = {"level": 0.0, "users": float(first.users), "rate": first.target_rps or math.nan}
+            value = at_first[rule.where_field]
+            if not _COMPARE[rule.where_op](value, rule.where_value):
+                yield (
+                    loc,
+                    (
+                        f"rule {text!r} does not apply to the search's first level ({rule.where_field} {value:g}), "
+                        "so that level would be judged 'fail: no data' and the search would stop there: "
+                        "drop the condition or make it include the first level"
+                    ),
+                )
+
+
 def _default_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem) or "scenario"
+
+
+def _problems(path: Path, root: yaml.Node | None, found: list[tuple[tuple[Any, ...], str]]) -> ScenarioError:
+    return ScenarioError(path, problems=[Problem(_key(loc), message, _line(root, loc)) for loc, message in found])
+
+
+def _validated(path: Path, root: yaml.Node | None, raw: dict[str, Any], *, check_dataset: bool) -> Scenario:
+    try:
+        scenario = Scenario.model_validate(raw, context={"base_dir": path.parent.resolve()})
+    except ValidationError as exc:
+        raise _problems(path, root, [_describe(error, raw, root) for error in exc.errors()]) from None
+    loose = [
+        (loc, _wrong_type(expected, value, _written(root, loc)))
+        for loc, value, expected in _loose_numbers(scenario, raw, ())
+    ]
+    unjudgeable = list(_unjudgeable_rules(scenario))
+    if loose or unjudgeable:
+        raise _problems(path, root, loose + unjudgeable)
+
+    scenario._source = path.resolve()
+    if not check_dataset:
+        return scenario
+    try:
+        dataset = scenario.data()
+    except ScenarioError as exc:
+        raise ScenarioError(
+            path, problems=[Problem(p.key, p.message, _line(root, tuple(p.key.split(".")))) for p in exc.problems]
+        ) from None
+    columns = [str(c) for c in dataset.frame.columns]
+    try:
+        scenario.protocol.check_fields(columns)
+    except ValueError as exc:
+        raise ScenarioError(path, "protocol", str(exc), line=_line(root, ("protocol",))) from None
+    try:  # a template naming the label column sends the model the answer
+        scenario.protocol.check_fields([c for c in columns if c != dataset.label_column])
+    except ValueError:
+        label = dataset.label_column
+        raise ScenarioError(
+            path,
+            "protocol",
+            f"the request names the label column {label!r} (placeholder {{{{{label}}}}}), so the model would be "
+            "sent the answer: leave it out",
+            line=_line(root, ("protocol",)),
+        ) from None
+    # a request the preset cannot build (text into a numeric tensor, a user function that raises) is a
+    # scenario problem: find it now, on the first sample, rather than as an exception in every user's task
+    first = dataset.sample(0)
+    try:
+        scenario.protocol.build_body(first)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        raise ScenarioError(
+            path,
+            "protocol",
+            f"cannot build the request for sample {first.sample_id!r}: {message}",
+            line=_line(root, ("protocol",)),
+        ) from None
+    return scenario
 
 
 def load_scenario(path: str | os.PathLike[str], *, check_dataset: bool = True) -> Scenario:
@@ -307,20 +670,12 @@ def load_scenario(path: str | os.PathLike[str], *, check_dataset: bool = True) -
 
     Relative paths inside it resolve against the file's folder; ``${NAME}`` references are read from the
     environment; with ``check_dataset`` the dataset is read and its columns, ids and labels are checked too.
-    Any problem raises :class:`ScenarioError`.
+    Any problem raises :class:`ScenarioError`, whose message never holds a value read from the environment.
     """
     path = Path(path)
     if not path.is_file():
         raise ScenarioError(path, "", "scenario file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ScenarioError(
-            path, "", f"not valid YAML: {getattr(exc, 'problem', exc)}", line=mark.line + 1 if mark else None
-        ) from None
+    root, raw = _parse(_read_text(path), path)
     if not isinstance(raw, dict):
         raise ScenarioError(
             path, "", f"expected a mapping of keys (endpoint, protocol, dataset, load, ...), got {type(raw).__name__}"
@@ -332,54 +687,25 @@ def load_scenario(path: str | os.PathLike[str], *, check_dataset: bool = True) -
     endpoint = raw.get("endpoint")
     header_templates: dict[str, str] = {}
     base_url_template = ""
+    secrets: dict[str, str] = {}
     if isinstance(endpoint, dict):
         if isinstance(endpoint.get("base_url"), str):
             base_url_template = endpoint["base_url"]
             endpoint["base_url"] = _expand_env(
-                base_url_template, "endpoint.base_url", path, _line(root, ("endpoint", "base_url"))
+                base_url_template, "endpoint.base_url", path, _line(root, ("endpoint", "base_url")), secrets
             )
         if isinstance(endpoint.get("headers"), dict):
             for name, value in endpoint["headers"].items():
                 if isinstance(value, str):
                     header_templates[str(name)] = value
                     endpoint["headers"][name] = _expand_env(
-                        value, f"endpoint.headers.{name}", path, _line(root, ("endpoint", "headers", name))
+                        value, f"endpoint.headers.{name}", path, _line(root, ("endpoint", "headers", name)), secrets
                     )
 
     try:
-        scenario = Scenario.model_validate(raw, context={"base_dir": path.parent.resolve()})
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc, message = _describe(error, raw)
-            problems.append(Problem(".".join(map(str, loc)), message, _line(root, loc)))
-        raise ScenarioError(path, problems=problems) from None
-
-    scenario._source = path.resolve()
+        scenario = _validated(path, root, raw, check_dataset=check_dataset)
+    except ScenarioError as exc:
+        raise _without_secrets(exc, secrets) from None
     scenario._header_templates = header_templates
     scenario._base_url_template = base_url_template
-    if check_dataset:
-        try:
-            dataset = scenario.data()
-        except ScenarioError as exc:
-            raise ScenarioError(
-                path, problems=[Problem(p.key, p.message, _line(root, tuple(p.key.split(".")))) for p in exc.problems]
-            ) from None
-        try:
-            scenario.protocol.check_fields([str(c) for c in dataset.frame.columns])
-        except ValueError as exc:
-            raise ScenarioError(path, "protocol", str(exc), line=_line(root, ("protocol",))) from None
-        # a request the preset cannot build (text into a numeric tensor, a user function that raises) is a
-        # scenario problem: find it now, on the first sample, rather than as an exception in every user's task
-        first = dataset.sample(0)
-        try:
-            scenario.protocol.build_body(first)
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
-            raise ScenarioError(
-                path,
-                "protocol",
-                f"cannot build the request for sample {first.sample_id!r}: {message}",
-                line=_line(root, ("protocol",)),
-            ) from None
     return scenario

@@ -11,7 +11,20 @@ import random
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
+# Strict numbers: YAML reads `users: true` (or `yes`) as a boolean, which pydantic's lax mode would quietly turn
+# into 1 user; `users: 2.0` or `users: "4"` is a mistake to point out, not to guess at. A float takes an integer.
+Count = Annotated[int, Strict(), Field(gt=0)]
+"""A whole number above zero (users, caps): booleans, floats and text are rejected."""
+CountOrZero = Annotated[int, Strict(), Field(ge=0)]
+"""A whole number, zero allowed."""
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A finite number (an integer is taken as a float); booleans and text are rejected."""
+PositiveNumber = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+"""A finite number above zero: seconds, rates."""
+Seed = Annotated[int, Strict()]
+"""A random seed: any whole number, never a boolean."""
 
 
 class _Strict(BaseModel):
@@ -22,15 +35,15 @@ class UsersLoad(_Strict):
     """A constant number of users (closed model) until ``run_time_s`` or the last pass ends."""
 
     kind: Literal["users"] = "users"
-    users: PositiveInt
-    spawn_rate: PositiveFloat | None = Field(None, description="Users started per second; default all at once")
-    run_time_s: PositiveFloat | None = Field(None, description="Stop after this long; default: until stopped")
+    users: Count
+    spawn_rate: PositiveNumber | None = Field(None, description="Users started per second; default all at once")
+    run_time_s: PositiveNumber | None = Field(None, description="Stop after this long; default: until stopped")
 
 
 class Step(_Strict):
-    users: NonNegativeInt
-    duration_s: PositiveFloat
-    spawn_rate: PositiveFloat | None = None
+    users: CountOrZero
+    duration_s: PositiveNumber
+    spawn_rate: PositiveNumber | None = None
 
 
 class StepsLoad(_Strict):
@@ -44,38 +57,38 @@ class RampLoad(_Strict):
     """From ``from_users`` to ``to_users`` over ``duration_s``, one stage every ``step_every_s`` seconds."""
 
     kind: Literal["ramp"]
-    from_users: NonNegativeInt = 0
-    to_users: PositiveInt
-    duration_s: PositiveFloat
-    step_every_s: PositiveFloat = 10.0
-    spawn_rate: PositiveFloat | None = None
+    from_users: CountOrZero = 0
+    to_users: Count
+    duration_s: PositiveNumber
+    step_every_s: PositiveNumber = 10.0
+    spawn_rate: PositiveNumber | None = None
 
 
 class SpikeLoad(_Strict):
     """``baseline_users`` for ``before_s``, ``spike_users`` for ``spike_s``, then the baseline again for ``after_s``."""
 
     kind: Literal["spike"]
-    baseline_users: PositiveInt
-    spike_users: PositiveInt
-    before_s: PositiveFloat
-    spike_s: PositiveFloat
-    after_s: PositiveFloat
-    spawn_rate: PositiveFloat | None = Field(None, description="Default: the spike arrives within a second")
+    baseline_users: Count
+    spike_users: Count
+    before_s: PositiveNumber
+    spike_s: PositiveNumber
+    after_s: PositiveNumber
+    spawn_rate: PositiveNumber | None = Field(None, description="Default: the spike arrives within a second")
 
 
 class SoakLoad(_Strict):
     """Constant users for a long time, cut into ``window_s`` windows so the analysis can see drift over time."""
 
     kind: Literal["soak"]
-    users: PositiveInt
-    duration_s: PositiveFloat
-    window_s: PositiveFloat = 60.0
-    spawn_rate: PositiveFloat | None = None
+    users: Count
+    duration_s: PositiveNumber
+    window_s: PositiveNumber = 60.0
+    spawn_rate: PositiveNumber | None = None
 
 
 class RateStep(_Strict):
-    rate: PositiveFloat = Field(description="Arrivals per second, across all workers")
-    duration_s: PositiveFloat
+    rate: PositiveNumber = Field(description="Arrivals per second, across all workers")
+    duration_s: PositiveNumber
 
 
 class RateLoad(_Strict):
@@ -86,12 +99,12 @@ class RateLoad(_Strict):
     """
 
     kind: Literal["rate"]
-    rate: PositiveFloat | None = None
-    duration_s: PositiveFloat | None = None
+    rate: PositiveNumber | None = None
+    duration_s: PositiveNumber | None = None
     steps: list[RateStep] | None = Field(None, min_length=1)
     arrival: Literal["poisson", "uniform"] = "poisson"
-    max_users: PositiveInt = Field(description="Concurrency cap: requests in flight at most, across all workers")
-    seed: int | None = Field(None, description="Seed of the arrival process; default: a fresh one per run")
+    max_users: Count = Field(description="Concurrency cap: requests in flight at most, across all workers")
+    seed: Seed | None = Field(None, description="Seed of the arrival process; default: a fresh one per run")
 
     @model_validator(mode="after")
     def _rate_or_steps(self) -> RateLoad:
@@ -108,16 +121,16 @@ class SearchLoad(_Strict):
 
     kind: Literal["search"]
     variable: Literal["users", "rate"] = "users"
-    start: PositiveFloat = Field(description="First (baseline) level: users, or arrivals/s")
-    step: PositiveFloat | None = Field(None, description="Raise by this much each level ...")
-    factor: float | None = Field(None, gt=1, description="... or multiply by this")
-    max: PositiveFloat = Field(description="Never go above this level")
-    stage_s: PositiveFloat = Field(15.0, description="How long each level is held before it is judged")
-    bisect_steps: NonNegativeInt = 3
-    max_users: PositiveInt | None = Field(None, description="Concurrency cap when the variable is the rate")
+    start: PositiveNumber = Field(description="First (baseline) level: users, or arrivals/s")
+    step: PositiveNumber | None = Field(None, description="Raise by this much each level ...")
+    factor: Number | None = Field(None, gt=1, description="... or multiply by this")
+    max: PositiveNumber = Field(description="Never go above this level")
+    stage_s: PositiveNumber = Field(15.0, description="How long each level is held before it is judged")
+    bisect_steps: CountOrZero = 3
+    max_users: Count | None = Field(None, description="Concurrency cap when the variable is the rate")
     arrival: Literal["poisson", "uniform"] = "poisson"
-    seed: int | None = None
-    max_duration_s: PositiveFloat = Field(900.0, description="The search stops after this long, whatever it found")
+    seed: Seed | None = None
+    max_duration_s: PositiveNumber = Field(900.0, description="The search stops after this long, whatever it found")
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchLoad:

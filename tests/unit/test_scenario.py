@@ -83,7 +83,7 @@ BAD_CASES = {
         r"unknown key 'run_tme_s' \(did you mean 'run_time_s'\?\); expected one of: kind, ",
     ),
     "missing key": (("  prediction: result.label\n", ""), "protocol.prediction", "missing required key"),
-    "wrong type": (("  users: 2", "  users: many"), "load.users", "valid integer"),
+    "wrong type": (("  users: 2", "  users: many"), "load.users", "expected a whole number, got the text 'many'"),
     "missing dataset file": (("path: data.csv", "path: nope.csv"), "dataset.path", "dataset file not found"),
     "no id column": (
         ("  input_columns", "  id_column: key\n  input_columns"),

@@ -28,8 +28,8 @@ def load(tmp_path: Path, section: str):
 @pytest.mark.parametrize(
     ("section", "key", "message"),
     [
-        ("kind: steps\nsteps: [{users: 2, duration_s: 0}]", "load.steps.0.duration_s", "greater than 0"),
-        ("kind: steps\nsteps: [{users: -1, duration_s: 5}]", "load.steps.0.users", "greater than or equal to 0"),
+        ("kind: steps\nsteps: [{users: 2, duration_s: 0}]", "load.steps[0].duration_s", "greater than 0"),
+        ("kind: steps\nsteps: [{users: -1, duration_s: 5}]", "load.steps[0].users", "greater than or equal to 0"),
         ("kind: steps\nsteps: []", "load.steps", "at least 1 item"),
         ("kind: ramp\nto_users: 5\nduration_s: -3", "load.duration_s", "greater than 0"),
         ("kind: rate\nrate: 10\nduration_s: 5", "load.max_users", "missing required key"),
