@@ -13,13 +13,20 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gevent.ssl
 from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 
-__all__ = ["EndpointClient", "Exchange"]
+from loadgrade import __version__
+
+if TYPE_CHECKING:
+    from loadgrade.scenario import Scenario
+
+__all__ = ["USER_AGENT", "EndpointClient", "Exchange", "endpoint_client"]
+
+USER_AGENT = f"loadgrade/{__version__}"
 
 
 class Exchange(NamedTuple):
@@ -99,3 +106,23 @@ def _decoded(content: bytes, encoding: str | list[str]) -> bytes:
     except zlib.error:
         pass
     return content
+
+
+def endpoint_client(scenario: Scenario, *, host: str | None = None) -> EndpointClient:
+    """The client each Locust user gets, and the pre-flight's: the same URL, headers, time-out and TLS setting.
+
+    ``host`` is Locust's ``--host`` (or the web UI's), else the scenario's ``endpoint.base_url``.
+    """
+    base = (host or scenario.endpoint.base_url).rstrip("/")
+    return EndpointClient(
+        base + scenario.request_path,
+        method=scenario.endpoint.method,
+        headers={
+            "Content-Type": scenario.protocol.content_type,
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+            **scenario.endpoint.headers,
+        },
+        timeout_s=scenario.endpoint.timeout_s,
+        verify_tls=scenario.endpoint.verify_tls,
+    )

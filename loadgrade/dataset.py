@@ -1,7 +1,7 @@
-"""Labelled datasets: read them (CSV, JSONL, Parquet), and share each pass out across workers.
+"""Labelled datasets: read them (CSV, JSONL, Parquet), and the order in which a pass visits them.
 
-Partitioning is by stride over a per-pass order that every process computes identically from the seed, so
-within one pass each sample goes to exactly one worker without any coordination beyond (slot, slots).
+Every process computes a pass's order identically from the seed; the master hands the samples out in that order
+(:mod:`loadgrade.dispenser`).
 """
 
 from __future__ import annotations
@@ -123,6 +123,29 @@ def resolve_input_columns(patterns: Sequence[str], columns: Sequence[str]) -> li
     return chosen
 
 
+def _check_label_not_input(
+    label_column: str, input_columns: Sequence[str] | None, input_field: str | None, *, scenario_path: object
+) -> None:
+    """The label must never reach the model: a model shown the answer scores perfectly at any load."""
+    if input_field is not None and input_field == label_column:
+        raise ScenarioError(
+            scenario_path,
+            "dataset.input_field",
+            f"the label column {label_column!r} is sent to the model as its input (input_field is the label "
+            "column): point input_field at the column holding the model's input",
+        )
+    for pattern in input_columns or ():
+        globbed = any(ch in pattern for ch in "*?[")
+        if fnmatch.fnmatchcase(label_column, pattern) if globbed else pattern == label_column:
+            how = f"matched by {pattern!r}" if globbed else "listed"
+            raise ScenarioError(
+                scenario_path,
+                "dataset.input_columns",
+                f"the label column {label_column!r} is sent to the model as an input ({how} in input_columns): "
+                "leave it out, e.g. with a narrower pattern or by listing the input columns",
+            )
+
+
 def load_dataset(
     path: Path,
     *,
@@ -147,6 +170,7 @@ def load_dataset(
             raise ScenarioError(
                 scenario_path, key, f"expected a column of {path.name} named {column!r}; columns are: {listing}"
             )
+    _check_label_not_input(label_column, input_columns, input_field, scenario_path=scenario_path)
     resolved: list[str] | None = None
     if input_columns is not None:
         try:
@@ -193,70 +217,3 @@ def pass_order(n: int, *, pass_number: int, order: Order, seed: int) -> np.ndarr
     if order == "sequential":
         return np.arange(n)
     return np.random.default_rng([seed, pass_number]).permutation(n)
-
-
-def partition(
-    n: int, *, slot: int, slots: int, pass_number: int, order: Order = "sequential", seed: int = 0
-) -> np.ndarray:
-    """Indices that worker ``slot`` of ``slots`` sends in pass ``pass_number``: a stride of the pass order.
-
-    >>> partition(7, slot=1, slots=3, pass_number=1).tolist()
-    [1, 4]
-    """
-    if not 0 <= slot < slots:
-        raise ValueError(f"slot must be in [0, {slots}), got {slot}")
-    return pass_order(n, pass_number=pass_number, order=order, seed=seed)[slot::slots]
-
-
-class SampleFeeder:
-    """Hands out one worker's share of each pass, pass after pass, to all the users of its process.
-
-    ``next()`` returns ``(sample index, pass number)`` or None once ``passes`` passes are done.
-    It never yields to other greenlets, so users of one process can share it safely.
-
-    >>> feeder = SampleFeeder(5, slot=0, slots=2, passes=2)
-    >>> [feeder.next() for _ in range(7)]
-    [(0, 1), (2, 1), (4, 1), (0, 2), (2, 2), (4, 2), None]
-    """
-
-    def __init__(
-        self, n: int, *, slot: int, slots: int, passes: int | None, order: Order = "sequential", seed: int = 0
-    ) -> None:
-        self.n = n
-        self.slot = slot
-        self.slots = slots
-        self.passes = passes
-        self.order: Order = order
-        self.seed = seed
-        self.pass_number = 0
-        self._share: list[int] = []
-        self._position = 0
-        # a slot with no share of the data (more workers than samples) would otherwise spin through passes
-        self._empty = len(range(slot, n, slots)) == 0
-        self.sent = 0
-
-    @property
-    def exhausted(self) -> bool:
-        """True once every requested pass has been handed out (never true when passes is None)."""
-        if self._empty:
-            return True
-        return self.passes is not None and self.pass_number >= self.passes and self._position >= len(self._share)
-
-    @property
-    def at_pass_end(self) -> bool:
-        """True when this process's share of the current pass has been handed out (a batch stops there)."""
-        return self._position >= len(self._share)
-
-    def next(self) -> tuple[int, int] | None:
-        if self._position >= len(self._share):
-            if self.exhausted:
-                return None
-            self.pass_number += 1
-            self._share = partition(
-                self.n, slot=self.slot, slots=self.slots, pass_number=self.pass_number, order=self.order, seed=self.seed
-            ).tolist()
-            self._position = 0
-        index = self._share[self._position]
-        self._position += 1
-        self.sent += 1
-        return index, self.pass_number

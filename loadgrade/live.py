@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import NO_ANSWER, AnalysisInputError, infer_task, label_key, prediction_key, wilson_interval
+from analysis.stats import sample_wilson_interval
 from loadgrade.recording import WORKER_COLUMNS
 from loadgrade.responses import ERROR_KINDS
 
@@ -85,6 +86,8 @@ class _Level:
     kind: str  # "stage" (of the load shape) or "users" (a user count set by hand, no shape)
     t_end: float | None = None
     tally: _Tally = field(default_factory=_Tally)
+    # per sample id: [correct, answered, sent] -- the intervals take the sample as the unit when samples repeat
+    samples: dict[str, list[int]] = field(default_factory=dict)
     cached: tuple[int, float | None, dict[str, Any]] | None = None  # (n, t_end, summary) of a finished level
 
 
@@ -233,6 +236,13 @@ class LiveQuality:
                         good = within and not no_answer
                 elif not scores:
                     good = within
+            if has_truth and scores:
+                counts = level.samples.get(row[_SAMPLE_ID])
+                if counts is None:
+                    counts = level.samples[row[_SAMPLE_ID]] = [0, 0, 0]
+                counts[0] += correct
+                counts[1] += ok
+                counts[2] += 1
             for tally in (level.tally, bucket):
                 tally.n += 1
                 if has_truth:
@@ -331,7 +341,8 @@ class LiveQuality:
 
         Keys: ``level``, ``kind`` ("stage" or "users"), ``users``, ``rate``, ``t_start``, ``t_end`` (None while it
         runs), ``duration_s``, ``done``, ``n``, ``n_ok``, ``n_truth``, ``n_scored``, ``n_correct``, ``accuracy`` and
-        ``effective_accuracy`` with ``_low``/``_high`` Wilson bounds, ``error_rate``, ``error_rate_<kind>``,
+        ``effective_accuracy`` with ``_low``/``_high`` Wilson bounds (the sample as the unit, as in the analysis),
+        ``error_rate``, ``error_rate_<kind>``,
         ``errors`` (counts by kind), ``n_no_answer`` and ``no_answer_rate`` (successful, labelled answers that were
         ``null``), ``p95_ms`` (successful responses), ``throughput_rps`` and ``goodput_rps`` (correct within the
         latency SLO, per second; for regression answered within the SLO). None where a figure is undefined.
@@ -355,6 +366,15 @@ class LiveQuality:
             "done": level.t_end is not None,
             **self._figures(level.tally, duration),
         }
+        if level.samples:  # the sample as the unit: a sample sent 15 times is not 15 independent answers
+            counts = np.asarray(list(level.samples.values()), dtype=np.float64)
+            for name, total in (("accuracy", counts[:, 1]), ("effective_accuracy", counts[:, 2])):
+                answered = total > 0
+                if answered.any():
+                    low, high, _ = sample_wilson_interval(
+                        counts[answered, 0], total[answered], confidence=self.confidence
+                    )
+                    summary[f"{name}_low"], summary[f"{name}_high"] = float(low), float(high)
         if level.t_end is not None:
             level.cached = (level.tally.n, level.t_end, summary)
         return summary

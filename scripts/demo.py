@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             f"demo: load test finished in {time.monotonic() - started:.0f} s (exit status {locust.returncode})",
             flush=True,
         )
-    if locust.returncode != 0:
+    if locust.returncode == 1:  # the run's own SLO verdict: this server is built to break them above 6 in flight
+        print("demo: the scenario's slo.rules failed at the higher loads, as the server is set up to do", flush=True)
+    elif locust.returncode != 0:
         return locust.returncode
     report = subprocess.run([sys.executable, "-m", "analysis", "report", str(run_dir)], cwd=ROOT, env=env, check=False)
     if report.returncode != 0:

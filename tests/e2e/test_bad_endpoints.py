@@ -45,7 +45,12 @@ def scenario(tmp_path: Path, base_url: str, path: str, *, users: int = 4, verify
 
 @pytest.mark.parametrize("mode", ["standalone", "processes"])
 def test_every_failure_becomes_a_row_of_its_kind(tmp_path: Path, faults: str, mode: str) -> None:
-    run = run_locust(scenario(tmp_path, faults, "/mixed"), tmp_path / "run", mode=mode)  # type: ignore[arg-type]
+    run = run_locust(
+        scenario(tmp_path, faults, "/mixed"),
+        tmp_path / "run",
+        mode=mode,  # type: ignore[arg-type]
+        extra=("--skip-preflight",),  # every kind of failure on purpose: the pre-flight would stop the run
+    )
     records = assert_spine_invariants(run)
     assert sorted(records["sample_id"]) == [f"s{i:03d}" for i in range(N_SAMPLES)]
     behaviour = records["sample_id"].str[1:].astype(int) % len(MIXED)
@@ -66,8 +71,30 @@ def test_every_failure_becomes_a_row_of_its_kind(tmp_path: Path, faults: str, mo
     ).all()
 
 
+def test_a_dead_endpoint_stops_the_run_before_any_load(tmp_path: Path) -> None:
+    url = refused_url()
+    run = run_locust(scenario(tmp_path, url, "/ok", users=2), tmp_path / "run")
+    assert run.returncode == 2, run.output[-3000:]
+    lines = [line for line in run.output.splitlines() if line.startswith("loadgrade: pre-flight failed")]
+    assert len(lines) == 1, run.output[-3000:]
+    assert url in lines[0]
+    assert "--skip-preflight" in lines[0]
+    assert not (tmp_path / "run" / "records.csv").exists()
+    assert "Traceback" not in run.output
+
+
+def test_a_wrong_path_stops_the_run_before_any_load_with_the_reply(tmp_path: Path, faults: str) -> None:
+    run = run_locust(scenario(tmp_path, faults, "/no-such-path", users=2), tmp_path / "run", mode="processes")
+    assert run.returncode == 2, run.output[-3000:]
+    line = next(line for line in run.output.splitlines() if line.startswith("loadgrade: pre-flight failed"))
+    assert "HTTP 404" in line
+    assert "/no-such-path" in line
+    assert not (tmp_path / "run" / "records.csv").exists()
+    assert "Traceback" not in run.output
+
+
 def test_connection_refused_rows_and_a_normal_end(tmp_path: Path) -> None:
-    run = run_locust(scenario(tmp_path, refused_url(), "/ok", users=2), tmp_path / "run")
+    run = run_locust(scenario(tmp_path, refused_url(), "/ok", users=2), tmp_path / "run", extra=("--skip-preflight",))
     records = assert_spine_invariants(run)
     assert len(records) == N_SAMPLES
     assert set(records["error_kind"]) == {"connection"}
@@ -80,7 +107,8 @@ def test_a_self_signed_https_endpoint_is_answered_only_without_verification(tmp_
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     trustme.CA().issue_cert("127.0.0.1").configure_cert(context)
     with fault_server(tls=context) as url:
-        run = run_locust(scenario(tmp_path, url, "/ok", users=2, verify_tls=verify_tls), tmp_path / "run")
+        tls_scenario = scenario(tmp_path, url, "/ok", users=2, verify_tls=verify_tls)
+        run = run_locust(tls_scenario, tmp_path / "run", extra=("--skip-preflight",))
     records = assert_spine_invariants(run)
     assert len(records) == N_SAMPLES
     if verify_tls:

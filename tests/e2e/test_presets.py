@@ -81,7 +81,7 @@ def test_wrong_model_name_becomes_http_error_rows(tmp_path: Path, reference_serv
     scenario = write_scenario(
         tmp_path / "s.yaml", ROOT / "scenarios" / "digits-tf-serving.yaml", protocol={"model_name": "no-such-model"}
     )
-    run = run_locust(scenario, tmp_path / "run", host=reference_server)
+    run = run_locust(scenario, tmp_path / "run", host=reference_server, extra=("--skip-preflight",))
     records = assert_spine_invariants(run)
     assert set(records["error_kind"]) == {"http"}
     assert (records["status_code"] == 404).all()
@@ -94,7 +94,7 @@ def test_answer_regex_without_a_match_is_a_wrong_answer_not_an_error(tmp_path: P
         ROOT / "scenarios" / "digits-openai-chat.yaml",
         protocol={"answer_regex": "the number is (\\d)"},
     )
-    run = run_locust(scenario, tmp_path / "run", host=reference_server)
+    run = run_locust(scenario, tmp_path / "run", host=reference_server, extra=("--skip-preflight",))
     records = assert_spine_invariants(run)
     assert records["ok"].all()
     assert set(records["prediction"]) == {"null"}

@@ -229,7 +229,7 @@ def test_quality_tab_and_page_show_the_records_figures(tmp_path: Path, reference
     truth = read_truth(ROOT / "scenarios" / "data" / "digits_test.csv", id_column="id", label_column="label")
     # the tab: its level row is the first n rows of records.csv, and n is at least what was there when we looked
     level_row = shown["tab"][0]
-    assert level_row[0].startswith("level 0"), level_row
+    assert level_row[0].startswith("stage 0"), level_row  # a user count set by hand is a stage, as offline
     assert level_row[1] == "2 users"
     n_tab = int(level_row[2])
     assert min_rows <= n_tab <= len(records)

@@ -379,3 +379,26 @@ def test_web_ui_before_the_first_test() -> None:
     assert "No test has started yet" in client.get("/quality").get_data(as_text=True)
     assert client.get("/quality/records.csv").status_code == 404
     assert [e["key"] for e in client.get("/stats/requests").get_json()["extended_stats"]] == ["other"]
+
+
+def test_live_intervals_take_the_sample_as_the_unit_when_samples_repeat() -> None:
+    """40 samples sent 10 times each with fixed answers: 400 requests, but only 40 independent answers."""
+    from analysis.stats import wilson_interval
+
+    ids = [f"s{i}" for i in range(40)]
+    live = LiveQuality(ids, [1] * 40, t_start=T0)
+    live.start_level(T0, users=1, index=0)
+    rows, sequence = [], 0
+    for repeat in range(10):
+        for i, sample_id in enumerate(ids):
+            sequence += 1
+            answer = "1" if i < 30 else "2"  # 30 of the 40 samples are always right
+            rows.append(row(sequence, sample_id, T0 + repeat + i / 100, prediction=answer))
+    live.add(rows, [(1, 0, 1, "")] * len(rows))
+    level = live.stage_summary(0, now=T0 + 11)
+    assert level["n"] == 400
+    assert level["accuracy"] == 0.75
+    low, high = wilson_interval(30, 40)
+    assert level["accuracy_low"] == pytest.approx(float(low))
+    assert level["accuracy_high"] == pytest.approx(float(high))
+    assert level["effective_accuracy_low"] == pytest.approx(float(low))
