@@ -12,7 +12,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from analysis.compare import compare_conclusion, compare_runs, format_comparison, write_comparison
+    from analysis.compare import (
+        compare_conclusion,
+        compare_runs,
+        comparison_warnings,
+        format_comparison,
+        write_comparison,
+    )
     from analysis.degradation import Knee, degradation_table, find_knee, load_order
     from analysis.errors import AnalysisInputError
     from analysis.html_report import CHART_CAPTIONS, render_html, write_html
@@ -20,7 +26,9 @@ if TYPE_CHECKING:
     from analysis.join import NO_ANSWER, JoinSummary, infer_task, join_truth, label_key, normalise_text, prediction_key
     from analysis.levels import assign_levels, inflight_concurrency
     from analysis.metrics import (
+        FAILURE_CLASSES,
         classification_metrics,
+        failure_class,
         latency_percentiles,
         level_table,
         per_class_recall,
@@ -44,19 +52,33 @@ if TYPE_CHECKING:
         RunAnalysis,
         Summary,
         analyse_run,
+        confusion_level,
         describe_capacity,
         describe_knee,
+        describe_quality,
+        failure_shares,
         format_levels,
+        quality_warnings,
         summarize,
         write_outputs,
     )
     from analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
     from analysis.rules import RULE_METRICS, Rule, check_rules, parse_rule
-    from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test, wilson_interval
+    from analysis.stats import (
+        PairedDifference,
+        holm_adjust,
+        mcnemar_test,
+        newcombe_interval,
+        paired_difference,
+        sample_wilson_interval,
+        two_proportion_test,
+        wilson_interval,
+    )
 
 _MODULE_OF = {
     "AnalysisInputError": "analysis.errors",
     "CHART_CAPTIONS": "analysis.html_report",
+    "FAILURE_CLASSES": "analysis.metrics",
     "JoinSummary": "analysis.join",
     "Knee": "analysis.degradation",
     "LevelHeadline": "analysis.report",
@@ -72,10 +94,14 @@ _MODULE_OF = {
     "classification_metrics": "analysis.metrics",
     "compare_conclusion": "analysis.compare",
     "compare_runs": "analysis.compare",
+    "confusion_level": "analysis.report",
     "correct_per_cpu_second": "analysis.resources",
     "degradation_table": "analysis.degradation",
     "describe_capacity": "analysis.report",
     "describe_knee": "analysis.report",
+    "describe_quality": "analysis.report",
+    "failure_class": "analysis.metrics",
+    "failure_shares": "analysis.report",
     "find_knee": "analysis.degradation",
     "format_comparison": "analysis.compare",
     "format_levels": "analysis.report",
@@ -103,6 +129,7 @@ _MODULE_OF = {
     "plot_resources": "analysis.plots",
     "plot_throughput": "analysis.plots",
     "prediction_key": "analysis.join",
+    "quality_warnings": "analysis.report",
     "read_records": "analysis.io",
     "read_resources": "analysis.resources",
     "read_run_info": "analysis.io",
@@ -110,6 +137,10 @@ _MODULE_OF = {
     "regression_metrics": "analysis.metrics",
     "render_html": "analysis.html_report",
     "resources_by_level": "analysis.resources",
+    "sample_wilson_interval": "analysis.stats",
+    "paired_difference": "analysis.stats",
+    "PairedDifference": "analysis.stats",
+    "comparison_warnings": "analysis.compare",
     "summarize": "analysis.report",
     "text_metrics": "analysis.metrics",
     "two_proportion_test": "analysis.stats",
@@ -131,12 +162,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CHART_CAPTIONS",
+    "FAILURE_CLASSES",
     "NO_ANSWER",
     "RULE_METRICS",
     "AnalysisInputError",
     "JoinSummary",
     "Knee",
     "LevelHeadline",
+    "PairedDifference",
     "Rule",
     "RunAnalysis",
     "RunData",
@@ -147,10 +180,15 @@ __all__ = [
     "classification_metrics",
     "compare_conclusion",
     "compare_runs",
+    "comparison_warnings",
+    "confusion_level",
     "correct_per_cpu_second",
     "degradation_table",
     "describe_capacity",
     "describe_knee",
+    "describe_quality",
+    "failure_class",
+    "failure_shares",
     "find_knee",
     "format_comparison",
     "format_levels",
@@ -166,6 +204,7 @@ __all__ = [
     "mcnemar_test",
     "newcombe_interval",
     "normalise_text",
+    "paired_difference",
     "parse_rule",
     "per_class_recall",
     "plot_accuracy",
@@ -178,6 +217,7 @@ __all__ = [
     "plot_resources",
     "plot_throughput",
     "prediction_key",
+    "quality_warnings",
     "read_records",
     "read_resources",
     "read_run_info",
@@ -185,6 +225,7 @@ __all__ = [
     "regression_metrics",
     "render_html",
     "resources_by_level",
+    "sample_wilson_interval",
     "summarize",
     "text_metrics",
     "two_proportion_test",

@@ -56,6 +56,29 @@ METRIC OP VALUE, optionally restricted to some levels with @users OP VALUE or
 A rule must hold at every selected level (it is measured at the worst one),
 except goodput and throughput, which are measured at the best level.
 
+Quality counts every request: a request that failed, timed out or was shed
+(HTTP 429/503) is a lost answer and counts as wrong, so a server cannot pass
+by refusing the load. Only the metrics named answered_* (and the scikit-learn
+ones: balanced_accuracy, f1_macro, ...) look at answered requests alone.
+
+  accuracy                accuracy over every labelled request, lost answers wrong
+                          (the effective_accuracy column; effective_accuracy is the same)
+  answered_accuracy       accuracy among answered requests: model quality
+  accuracy_drop           baseline minus level, over every request, paired per sample
+                          (the samples both levels sent); effective_accuracy_drop is the same
+  answered_accuracy_drop  the same among answered requests only
+  lost_rate               share of requests without a right answer (wrong or failed)
+  wrong_rate              share answered, but wrong
+  failed_rate             share that failed, any kind (= error_rate)
+  shed_rate               share the server shed: HTTP 429 and 503
+  client_error_rate       other HTTP 3xx/4xx (e.g. 400, 404): the scenario asks wrongly
+  server_error_rate       other HTTP errors (500, 502, 504, ...)
+  error_rate_<kind>       per kind: http, timeout, connection, decode, extract
+  coverage                share of the dataset's samples a level sent
+
+Latency (p95_ms, ...) is over successful responses: a level where nothing succeeded has
+no latency and is left out of a latency rule, so pair one with accuracy_drop or failed_rate.
+
 A run that never ended (run.json has ended_at null) is unusable input (exit 2) unless
 --allow-incomplete is given. A run that lost a worker is judged on its rules as usual, and
 the output says how many requests may be missing.
@@ -69,7 +92,8 @@ selects levels by their target arrival rate.
 
 CHECK_EPILOG = (
     "examples:\n"
-    "  accuracy_drop<=0.01  effective_accuracy>=0.9@users>=50  p95_ms<=200  goodput>=100  error_rate<=0.01\n"
+    "  accuracy_drop<=0.01  accuracy>=0.9@users>=50  p95_ms<=200  goodput>=100  error_rate<=0.01\n"
+    "  answered_accuracy_drop<=0.01  shed_rate<=1%  client_error_rate==0\n"
     "  p99_sched_ms<=500  p95_sched_ms<=300@rate<=100  late_share<=1%\n\n"
     "metrics:\n  " + textwrap.fill(", ".join(RULE_METRICS), width=100, subsequent_indent="  ") + "\n\n"
     "exit status: 0 all rules pass, 1 a rule fails, 2 unusable input or rule."
@@ -80,9 +104,9 @@ COMPARE_DESCRIPTION = """\
 Compare run B with run A (e.g. model v2 against v1 under the same load), level by level.
 
 Levels are matched by offered users (the k-th visit of the same user count in A with the k-th in B).
-At each level: accuracy of A and of B, the difference B - A with a Newcombe interval, a McNemar test
-on the samples answered in both runs (when they cover at least half of the smaller side, else an
-unpaired two-proportion test), Holm-adjusted across levels; p95 latency and throughput of both.
+At each level: the --metric of A and of B (default: accuracy over every request, a failed, timed-out
+or shed request counted as wrong), the difference B - A paired per sample on the samples both runs
+sent, with its interval and test, Holm-adjusted across levels; p95 latency and throughput of both.
 Writes compare.csv, compare.json and compare.png into RUN_B/analysis/compare-vs-<RUN_A name>/ or --out,
 prints the table and one concluding line.
 """
@@ -125,10 +149,15 @@ def _add_run_options(parser: argparse.ArgumentParser, *, runs: int = 1) -> None:
     )
     parser.add_argument(
         "--metric",
-        choices=("accuracy", "effective_accuracy"),
-        default="accuracy",
-        help=("quality compared between the runs" if runs > 1 else "quality used for degradation and the knee")
-        + ": accuracy among successful responses (default), or effective accuracy with errors counted as wrong",
+        choices=("effective_accuracy", "accuracy"),
+        default="effective_accuracy",
+        help=(
+            "quality compared between the runs"
+            if runs > 1
+            else "quality used for degradation, the knee and the headline"
+        )
+        + ": effective_accuracy, over every request with failed, timed-out and shed requests counted as wrong "
+        "(default), or accuracy, among answered requests only (model quality)",
     )
     if runs > 1:
         parser.add_argument(
@@ -258,10 +287,16 @@ def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
         print(line)
     print()
     print(format_levels(analysis.levels, task=summary.task))
+    if summary.task != "regression":
+        print(
+            "(all requests: accuracy over every request, a failed or shed one counted as wrong, with its 95% "
+            "interval per sample; answered: among answered requests)"
+        )
     print()
+    print(summary.headline)
     if summary.capacity is not None:
         print(f"capacity search: {summary.capacity['sentence']}")
-    print(describe_knee("quality knee", summary.quality_knee))
+    print(describe_knee("quality knee", summary.quality_knee, caveat=summary.quality_caveat))
     print(describe_knee("latency knee", summary.latency_knee))
     folder = {p.parent for p in written.values()}
     names = ", ".join(p.name for p in written.values())

@@ -2,12 +2,21 @@
 
 Levels are matched by offered users; when a run visits the same user count
 more than once (a ramp up and down), the k-th visit in A is matched with the
-k-th in B. At each matched level the difference in accuracy gets a Newcombe
-interval, and a test: McNemar on the samples answered in both runs when they
-cover at least half of the smaller side (the same rule as the baseline
-comparison), else the unpaired two-proportion test, because a handful of
-shared samples would throw away the power of thousands of unpaired answers.
-p-values are Holm-adjusted across levels.
+k-th in B. At each matched level the comparison is paired with the *sample*
+as the unit: on the samples answered at that level in both runs, each
+sample's accuracy in B minus its accuracy in A, averaged over those shared
+samples, with the interval and test of :func:`analysis.stats.paired_difference`
+(McNemar and Newcombe's paired interval when each sample's outcome is fixed, a
+paired t-interval and sign-flip test when repeats disagree). The two runs may
+have replayed different parts of the dataset or repeated samples differently;
+only the pairing keeps that from passing for a change of the model. The
+marginal difference (all records of each run) is kept as context. p-values are
+Holm-adjusted across levels.
+
+A run that did not finish, or lost records, still gets compared, but never
+silently: its warnings travel with the table (``table.attrs["warnings"]``),
+are printed first by :func:`format_comparison`, qualify
+:func:`compare_conclusion` and are written to ``compare.json``.
 """
 
 from __future__ import annotations
@@ -18,17 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
-from analysis.degradation import _PAIRED_MIN_SHARE, METRICS, _Answers, _first_answers, load_order
+from analysis.degradation import METRICS, _marginal_metric, _paired_comparison, _sample_codes, _SampleCounts, load_order
 from analysis.errors import AnalysisInputError
 from analysis.io import output_dir
 from analysis.plots import plot_compare
 from analysis.report import ANALYSIS_VERSION, RunAnalysis, _jsonable
-from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test
+from analysis.stats import holm_adjust
 
-__all__ = ["compare_conclusion", "compare_runs", "format_comparison", "write_comparison"]
+__all__ = ["compare_conclusion", "compare_runs", "comparison_warnings", "format_comparison", "write_comparison"]
 
 _CARRIED = ("p95_ms", "throughput_rps", "error_rate")
 
@@ -78,27 +86,41 @@ def _side(levels: pd.DataFrame, metric: str, suffix: str) -> pd.DataFrame:
     return side.rename(columns=names)
 
 
+def _run_warnings(a: RunAnalysis, b: RunAnalysis) -> list[str]:
+    """What makes either run less than a whole run, one line each, naming the run."""
+    warnings: list[str] = []
+    for name, run in (("A", a), ("B", b)):
+        summary = run.summary
+        if summary.incomplete and not summary.warnings:
+            warnings.append(
+                f"run {name} did not finish (run.json has ended_at null): its levels cover only the records written"
+            )
+        warnings.extend(f"run {name}: {warning}" for warning in summary.warnings)
+    return warnings
+
+
 def compare_runs(
     a: RunAnalysis,
     b: RunAnalysis,
     *,
-    metric: str = "accuracy",
+    metric: str = "effective_accuracy",
     alpha: float = 0.05,
     confidence: float = 0.95,
     tolerance: float = 0.0,
 ) -> pd.DataFrame:
-    """Accuracy of run B against run A at each load level both runs reached.
+    """Quality of run B against run A at each load level both runs reached, sample by sample.
 
     Parameters
     ----------
     a, b : RunAnalysis
         From :func:`analysis.analyse_run`; A is the reference (e.g. the current model).
-    metric : {"accuracy", "effective_accuracy"}, default "accuracy"
-        Accuracy among successful responses, or with errors counted as wrong.
+    metric : {"effective_accuracy", "accuracy"}, default "effective_accuracy"
+        With errors counted as wrong (what clients received), or among
+        successful responses only (model quality).
     alpha : float, default 0.05
         Family-wise error rate of the Holm-adjusted tests.
     confidence : float, default 0.95
-        Level of the Newcombe interval on the difference.
+        Level of the interval on the paired difference.
     tolerance : float, default 0.0
         A significant difference must also exceed this (a share) to be flagged.
 
@@ -107,128 +129,166 @@ def compare_runs(
     pandas.DataFrame
         One row per matched level in load order: ``users``, ``visit`` (k-th
         level at those users), ``level_a``/``level_b``, ``n_a``/``n_b``
-        (answers scored), ``n_correct_a``/``n_correct_b``, the metric of each
-        run with ``_low``/``_high`` Wilson bounds (e.g. ``accuracy_a``,
-        ``accuracy_a_low``), ``diff`` (B minus A) with ``diff_low`` /
-        ``diff_high``, ``test`` ("mcnemar-exact", "mcnemar-chi2",
-        "two-proportion-z", or "none" when a side is missing or empty),
-        ``n_pairs`` (samples answered in both), ``b_worse_pairs`` (right in A,
-        wrong in B) and ``b_better_pairs``, ``p_value``, ``p_holm``,
-        ``verdict`` ("B worse", "B better", "no significant difference",
-        "only in A", "only in B"), ``p95_ms_a``/``p95_ms_b``,
+        (answers counted for the metric), ``n_correct_a``/``n_correct_b``, the
+        metric of each run with ``_low``/``_high`` bounds (e.g.
+        ``effective_accuracy_a``, ``effective_accuracy_a_low``), ``diff`` (B
+        minus A, paired: mean over the shared samples of each sample's
+        accuracy in B minus in A) with ``diff_low``/``diff_high``,
+        ``marginal_diff`` (B's metric minus A's over all their records:
+        context), ``test`` ("mcnemar-exact", "mcnemar-chi2",
+        "paired-t/sign-flip", or "none" when a side is missing or no sample
+        was answered in both), ``n_pairs`` (shared samples),
+        ``b_worse_pairs``/``b_better_pairs`` (shared samples whose accuracy
+        is lower/higher in B), ``p_value``, ``p_holm``, ``verdict`` ("B worse",
+        "B better", "no significant difference", "no shared samples", "only in
+        A", "only in B"), ``p95_ms_a``/``p95_ms_b``,
         ``throughput_rps_a``/``throughput_rps_b``, ``error_rate_a`` /
-        ``error_rate_b`` and ``metric``.
+        ``error_rate_b``, ``consistency`` (share of the samples answered
+        successfully in both whose first predictions agree),
+        ``n_consistency`` and ``metric``. ``table.attrs["warnings"]`` lists
+        what the reader must know first: a run that did not finish or lost
+        records, a level without shared samples.
     """
     _check_pair(a, b, metric, alpha, tolerance)
-    table = _side(_visits(a.levels), metric, "a").merge(
-        _side(_visits(b.levels), metric, "b"), on=["users", "visit"], how="outer", sort=True
+    visits_a, visits_b = _visits(a.levels), _visits(b.levels)
+    table = _side(visits_a, metric, "a").merge(
+        _side(visits_b, metric, "b"), on=["users", "visit"], how="outer", sort=True
     )
-    joined_a = a.joined[a.joined["level"].notna()]
-    joined_b = b.joined[b.joined["level"].notna()]
-    codes = pd.factorize(pd.concat([joined_a["sample_id"], joined_b["sample_id"]], ignore_index=True))[0]
-    codes_a, codes_b = codes[: len(joined_a)].astype(np.int64), codes[len(joined_a) :].astype(np.int64)
-
-    class _Sent:
-        """One run's scorable answers in send order, so each sample's first answer comes first."""
-
-        def __init__(self, joined: pd.DataFrame, sample_codes: npt.NDArray[np.int64]) -> None:
-            order = np.argsort(joined["t_sent"].to_numpy(dtype=float), kind="stable")
-            self.codes = sample_codes[order]
-            self.correct = joined["correct"].fillna(False).to_numpy(dtype=bool)[order]
-            self.predictions = joined["y_pred"].to_numpy()[order]
-            self.level = joined["level"].to_numpy(dtype=float)[order]
-            usable = joined["has_truth"].to_numpy(dtype=bool)
-            if metric == "accuracy":
-                usable = usable & joined["ok"].to_numpy(dtype=bool)
-            self.usable = usable[order]
-
-        def first_answers(self, level: int) -> _Answers:
-            return _first_answers(self.codes, self.correct, self.predictions, self.usable & (self.level == level))
-
-    sent_a, sent_b = _Sent(joined_a, codes_a), _Sent(joined_b, codes_b)
+    codes_a, ids_a = _sample_codes(a.joined)
+    codes_b, _ = _sample_codes(b.joined, within=ids_a)  # B's samples coded as in A, so codes compare directly
+    values_a, values_b = visits_a["level"].to_numpy(dtype=float), visits_b["level"].to_numpy(dtype=float)
+    counts_a = _SampleCounts(a.joined, values_a, metric=metric, codes=codes_a)
+    counts_b = _SampleCounts(b.joined, values_b, metric=metric, codes=codes_b)
+    position_a = {float(v): i for i, v in enumerate(values_a)}
+    position_b = {float(v): i for i, v in enumerate(values_b)}
+    marginal_a = dict(zip(values_a, _marginal_metric(visits_a, metric), strict=True))
+    marginal_b = dict(zip(values_b, _marginal_metric(visits_b, metric), strict=True))
     rows: list[dict[str, Any]] = []
     for row in table.to_dict("records"):
         result: dict[str, Any] = {
             "diff": np.nan,
             "diff_low": np.nan,
             "diff_high": np.nan,
+            "marginal_diff": np.nan,
             "test": "none",
             "n_pairs": 0,
             "b_worse_pairs": 0,
             "b_better_pairs": 0,
             "p_value": np.nan,
+            "consistency": np.nan,
+            "n_consistency": 0,
         }
-        present_a, present_b = not pd.isna(row["level_a"]), not pd.isna(row["level_b"])
-        if present_a and present_b and row["n_a"] > 0 and row["n_b"] > 0:
-            ka, na, kb, nb = (int(row[c]) for c in ("n_correct_a", "n_a", "n_correct_b", "n_b"))
-            diff, low, high = (float(x) for x in newcombe_interval(ka, na, kb, nb, confidence=confidence))
-            first_a = sent_a.first_answers(int(row["level_a"]))
-            first_b = sent_b.first_answers(int(row["level_b"]))
-            _, in_a, in_b = np.intersect1d(first_a.codes, first_b.codes, assume_unique=True, return_indices=True)
-            right_a, right_b = first_a.correct[in_a], first_b.correct[in_b]
-            worse, better = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
-            n_pairs = len(in_a)
-            if n_pairs > 0 and n_pairs >= _PAIRED_MIN_SHARE * min(len(first_a.codes), len(first_b.codes)):
-                p_value, method = mcnemar_test(worse, better)
-                test = f"mcnemar-{method}"
-            else:
-                test, p_value = "two-proportion-z", two_proportion_test(ka, na, kb, nb)
-            result.update(
-                diff=diff,
-                diff_low=low,
-                diff_high=high,
-                test=test,
-                n_pairs=n_pairs,
-                b_worse_pairs=worse,
-                b_better_pairs=better,
-                p_value=p_value,
+        if not pd.isna(row["level_a"]) and not pd.isna(row["level_b"]):
+            level_a, level_b = float(row["level_a"]), float(row["level_b"])
+            paired = _paired_comparison(
+                counts_a, position_a[level_a], counts_b, position_b[level_b], confidence=confidence
             )
+            result.update(paired)
+            result["b_worse_pairs"], result["b_better_pairs"] = result.pop("worse_pairs"), result.pop("better_pairs")
+            result["marginal_diff"] = float(marginal_b[level_b] - marginal_a[level_a])
         rows.append(result)
     tests = pd.DataFrame(rows, index=table.index)
     out = pd.concat([table, tests], axis=1)
     out["p_holm"] = holm_adjust(out["p_value"].to_numpy(dtype=float))
     difference = out["diff"].to_numpy(dtype=float)
-    significant = out["p_holm"].to_numpy(dtype=float) < alpha
-    verdict = np.where(
-        significant & (difference < -tolerance),
-        "B worse",
-        np.where(significant & (difference > tolerance), "B better", "no significant difference"),
-    )
+    with np.errstate(invalid="ignore"):
+        significant = out["p_holm"].to_numpy(dtype=float) < alpha
+        verdict = np.where(
+            significant & (difference < -tolerance),
+            "B worse",
+            np.where(significant & (difference > tolerance), "B better", "no significant difference"),
+        )
+    verdict = np.where(out["test"] == "none", "no shared samples", verdict)
     verdict = np.where(out["level_b"].isna(), "only in A", np.where(out["level_a"].isna(), "only in B", verdict))
     out["verdict"] = verdict
     out["metric"] = metric
     first = ["users", "visit", "level_a", "level_b", "n_a", "n_b", "n_correct_a", "n_correct_b"]
     quality = [f"{metric}_{side}{part}" for side in ("a", "b") for part in ("", "_low", "_high")]
     carried = [f"{c}_{side}" for c in _CARRIED for side in ("a", "b")]
-    tests_columns = ["diff", "diff_low", "diff_high", "test", "n_pairs", "b_worse_pairs", "b_better_pairs"]
-    columns = [*first, *quality, *tests_columns, "p_value", "p_holm", "verdict", *carried, "metric"]
-    return out[columns].reset_index(drop=True)
+    tests_columns = [
+        "diff",
+        "diff_low",
+        "diff_high",
+        "marginal_diff",
+        "test",
+        "n_pairs",
+        "b_worse_pairs",
+        "b_better_pairs",
+    ]
+    columns = [
+        *first,
+        *quality,
+        *tests_columns,
+        "p_value",
+        "p_holm",
+        "verdict",
+        *carried,
+        "consistency",
+        "n_consistency",
+        "metric",
+    ]
+    result_table = out[columns].reset_index(drop=True)
+    warnings = _run_warnings(a, b)
+    unpaired = result_table.loc[result_table["verdict"] == "no shared samples", "users"]
+    if len(unpaired):
+        warnings.append(
+            f"no sample was answered in both runs at {', '.join(f'{u:g}' for u in unpaired)} users: "
+            "those levels are not compared (different datasets, or nothing was answered)"
+        )
+    result_table.attrs["warnings"] = warnings
+    return result_table
+
+
+def comparison_warnings(table: pd.DataFrame) -> list[str]:
+    """The warnings :func:`compare_runs` attached to its table (none for a table read back from CSV).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"users": [2.0]})
+    >>> comparison_warnings(table)
+    []
+    >>> table.attrs["warnings"] = ["run B: the run did not finish"]
+    >>> comparison_warnings(table)
+    ['run B: the run did not finish']
+    """
+    return [str(w) for w in table.attrs.get("warnings", [])]
 
 
 def compare_conclusion(table: pd.DataFrame) -> str:
-    """One sentence summing up :func:`compare_runs`.
+    """One sentence summing up :func:`compare_runs`, qualified when a run did not finish or lost records.
 
     Examples
     --------
     >>> compare_conclusion(pd.DataFrame({"users": [2.0, 8.0, 12.0],
     ...     "verdict": ["no significant difference", "B worse", "B worse"]}))
     'B is significantly worse than A at 8, 12 users'
-    >>> compare_conclusion(pd.DataFrame({"users": [2.0], "verdict": ["no significant difference"]}))
+    >>> table = pd.DataFrame({"users": [2.0], "verdict": ["no significant difference"]})
+    >>> compare_conclusion(table)
     'no significant difference between A and B at any common load level'
+    >>> table.attrs["warnings"] = ["run B: the run did not finish"]
+    >>> compare_conclusion(table)
+    'no significant difference between A and B at any common load level (with 1 warning: see above)'
     """
 
     def users(verdict: str) -> str:
         return ", ".join(f"{u:g}" for u in table.loc[table["verdict"] == verdict, "users"])
 
-    matched = ~table["verdict"].isin(["only in A", "only in B"])
-    if not matched.any():
-        return "no load level in common: nothing to compare"
+    matched = ~table["verdict"].isin(["only in A", "only in B", "no shared samples"])
     parts = []
-    if worse := users("B worse"):
-        parts.append(f"B is significantly worse than A at {worse} users")
-    if better := users("B better"):
-        parts.append(f"B is significantly better than A at {better} users")
-    return "; ".join(parts) if parts else "no significant difference between A and B at any common load level"
+    if not matched.any():
+        if (table["verdict"] == "no shared samples").any():
+            parts.append("no sample was answered in both runs at a common load level: nothing to compare")
+        else:
+            parts.append("no load level in common: nothing to compare")
+    else:
+        if worse := users("B worse"):
+            parts.append(f"B is significantly worse than A at {worse} users")
+        if better := users("B better"):
+            parts.append(f"B is significantly better than A at {better} users")
+    sentence = "; ".join(parts) if parts else "no significant difference between A and B at any common load level"
+    if warnings := comparison_warnings(table):
+        sentence += f" (with {len(warnings)} warning{'' if len(warnings) == 1 else 's'}: see above)"
+    return sentence
 
 
 def _cell(value: Any, spec: str, scale: float = 1.0) -> str:
@@ -236,24 +296,34 @@ def _cell(value: Any, spec: str, scale: float = 1.0) -> str:
 
 
 def format_comparison(table: pd.DataFrame) -> str:
-    """The table printed by ``compare``: one line per matched level, in load order."""
-    metric = str(table["metric"].iloc[0]) if len(table) else "accuracy"
+    """The table printed by ``compare``: its warnings first, then one line per matched level, in load order.
+
+    ``B-A`` is the paired difference on the shared samples (``pairs``), ``marg.`` the difference of the
+    marginal figures, given for context.
+    """
+    metric = str(table["metric"].iloc[0]) if len(table) else "effective_accuracy"
     short = "acc" if metric == "accuracy" else "eff.acc"
     header = (
         f"{'users':>5}  {'n A':>6}  {'n B':>6}  {short + ' A':>8}  {short + ' B':>8}  {'B-A [95% CI]':<22}  "
-        f"{'test':<16}  {'p Holm':>7}  {'p95 A':>7}  {'p95 B':>7}  {'req/s A':>8}  {'req/s B':>8}  verdict"
+        f"{'marg.':>6}  {'pairs':>6}  {'test':<18}  {'p Holm':>7}  {'p95 A':>7}  {'p95 B':>7}  "
+        f"{'req/s A':>8}  {'req/s B':>8}  verdict"
     )
-    lines = [header]
+    lines = [f"WARNING: {warning}" for warning in comparison_warnings(table)]
+    if lines:
+        lines.append("")
+    lines.append(header)
     for row in table.to_dict("records"):
         interval = (
             "-"
             if pd.isna(row["diff"])
             else f"{100 * row['diff']:+.1f} [{100 * row['diff_low']:+.1f}, {100 * row['diff_high']:+.1f}]"
         )
+        marginal = "-" if pd.isna(row.get("marginal_diff", np.nan)) else f"{100 * row['marginal_diff']:+.1f}"
         lines.append(
             f"{row['users']:5g}  {_cell(row['n_a'], '.0f'):>6}  {_cell(row['n_b'], '.0f'):>6}  "
             f"{_cell(row[f'{metric}_a'], '.1f', 100):>8}  {_cell(row[f'{metric}_b'], '.1f', 100):>8}  "
-            f"{interval:<22}  {row['test']:<16}  {_cell(row['p_holm'], '.3g'):>7}  "
+            f"{interval:<22}  {marginal:>6}  {_cell(row['n_pairs'], '.0f'):>6}  {row['test']:<18}  "
+            f"{_cell(row['p_holm'], '.3g'):>7}  "
             f"{_cell(row['p95_ms_a'], '.1f'):>7}  {_cell(row['p95_ms_b'], '.1f'):>7}  "
             f"{_cell(row['throughput_rps_a'], '.1f'):>8}  {_cell(row['throughput_rps_b'], '.1f'):>8}  {row['verdict']}"
         )
@@ -269,7 +339,7 @@ def write_comparison(
     alpha: float = 0.05,
     chart: bool = True,
 ) -> dict[str, Path]:
-    """Write ``compare.csv``, ``compare.json`` (settings, the conclusion and every row) and ``compare.png``.
+    """Write ``compare.csv``, ``compare.json`` (settings, warnings, the conclusion, every row) and ``compare.png``.
 
     Returns
     -------
@@ -285,6 +355,7 @@ def write_comparison(
         "run_b": run_b,
         "metric": str(table["metric"].iloc[0]) if len(table) else None,
         "alpha": alpha,
+        "warnings": comparison_warnings(table),
         "conclusion": compare_conclusion(table),
         "levels": [{k: _jsonable(v) for k, v in row.items()} for row in table.to_dict("records")],
     }

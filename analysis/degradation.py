@@ -1,10 +1,22 @@
 """Is quality at a load level worse than at the baseline (the lowest load), and where is the knee?
 
-Each level is compared with the baseline. When the same samples were answered
-at both levels the comparison is paired (McNemar on each sample's first
-answer), which removes sample difficulty from the noise; otherwise it falls
-back to an unpaired two-proportion test. p-values are Holm-adjusted across
-levels so that a long ramp does not produce false alarms by sheer number.
+The unit of every comparison is the *sample* (a row of the dataset), not the
+request. A level may replay part of the dataset, or each sample many times;
+two levels are therefore compared *paired*: on the samples answered at both,
+each sample's accuracy at the level (its correct answers over its answers
+there) minus its accuracy at the baseline, averaged over those shared
+samples. Which samples a stage happened to cover then cannot pass for a
+change of the model: a server whose answers never change has a difference of
+exactly 0, whatever the marginal accuracies say (they are kept as context).
+The test and interval come from :func:`analysis.stats.paired_difference`
+(McNemar with Newcombe's paired interval when each sample's outcome is fixed,
+a paired t-interval with a sign-flip test when repeats disagree), and p-values
+are Holm-adjusted across levels so that a long ramp does not produce false
+alarms by sheer number.
+
+With ``effective_accuracy`` (the default) a failed request (HTTP error,
+time-out, shed 429/503) counts as a wrong answer, which is what the client
+received; ``accuracy`` counts successful answers only (model quality).
 """
 
 from __future__ import annotations
@@ -17,13 +29,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from analysis.errors import AnalysisInputError
-from analysis.stats import holm_adjust, mcnemar_test, newcombe_interval, two_proportion_test
+from analysis.stats import holm_adjust, paired_difference
 
 __all__ = ["METRICS", "Knee", "degradation_table", "find_knee", "load_order", "load_unit"]
 
 METRICS: tuple[str, ...] = ("accuracy", "effective_accuracy")
-# Pair when at least this share of the smaller level's samples were answered at both levels.
-_PAIRED_MIN_SHARE = 0.5
+_NEEDED = ("level", "sample_id", "t_sent", "ok", "has_truth", "correct", "y_pred")
 
 
 @dataclass(frozen=True)
@@ -100,27 +111,96 @@ def load_order(levels: pd.DataFrame) -> pd.DataFrame:
     return levels.sort_values([_load_column(levels), "level"], kind="stable").reset_index(drop=True)
 
 
-@dataclass(frozen=True)
-class _Answers:
-    """Each sample's first answer at one level: sample codes (sorted), correctness, prediction."""
-
-    codes: npt.NDArray[np.int64]
-    correct: npt.NDArray[np.bool_]
-    predictions: npt.NDArray[Any]
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 
 
-def _first_answers(
-    codes: npt.NDArray[np.int64],
-    correct: npt.NDArray[np.bool_],
-    predictions: npt.NDArray[Any],
-    mask: npt.NDArray[np.bool_],
-) -> _Answers:
-    # Rows are in send order, so the first occurrence of a code is that sample's first answer. Hashing finds
-    # it in linear time; only the few thousand distinct samples are then sorted (np.unique would sort every row).
-    chosen = np.flatnonzero(mask)
-    rows = chosen[~pd.Index(codes[chosen]).duplicated(keep="first")]
-    rows = rows[np.argsort(codes[rows], kind="stable")]
-    return _Answers(codes[rows], correct[rows], predictions[rows])
+def _check_joined(joined: pd.DataFrame, metric: str) -> None:
+    if metric not in METRICS:
+        raise AnalysisInputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    missing = [c for c in _NEEDED if c not in joined.columns]
+    if missing:
+        raise AnalysisInputError(
+            f"joined records have no column {', '.join(repr(c) for c in missing)}; columns are: "
+            f"{', '.join(map(str, joined.columns))}"
+        )
+
+
+def _sample_codes(joined: pd.DataFrame, *, within: pd.Index | None = None) -> tuple[IntArray, pd.Index]:
+    """Integer code of each record's ``sample_id`` (hashing, linear time) and the distinct ids.
+
+    With ``within`` (the ids of another run), ids already there keep their code there, so two runs' codes can
+    be compared directly; new ids get codes after them.
+    """
+    codes, uniques = pd.factorize(joined["sample_id"])
+    ids = pd.Index(uniques)
+    if within is None:
+        return codes.astype(np.int64), ids
+    mapped = within.get_indexer(ids)
+    new = mapped < 0
+    mapped[new] = len(within) + np.arange(int(new.sum()))
+    return mapped.astype(np.int64)[codes], within.append(ids[new])
+
+
+class _SampleCounts:
+    """Per (level, sample): the answers counted for the metric, the correct ones, the first successful prediction.
+
+    Built in a few linear passes over the records (hashing and bincount, no Python loop per row or per
+    sample), so a 10 M-row run costs seconds; only the distinct (level, sample) pairs are ever sorted.
+    """
+
+    def __init__(
+        self, joined: pd.DataFrame, level_values: npt.ArrayLike, *, metric: str, codes: IntArray | None = None
+    ) -> None:
+        if codes is None:
+            codes, _ = _sample_codes(joined)
+        self.n_codes = max(int(codes.max()) + 1, 1) if len(codes) else 1
+        values = np.asarray(level_values, dtype=float)
+        self.n_levels = len(values)
+        level_of = joined["level"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        position = pd.Index(values).get_indexer(level_of)
+        has_truth = joined["has_truth"].to_numpy(dtype=bool)
+        ok = joined["ok"].to_numpy(dtype=bool)
+        # a failed request is a wrong answer, whatever the correct column says about it
+        correct = joined["correct"].fillna(False).to_numpy(dtype=bool) & ok
+        counted = (position >= 0) & (codes >= 0) & has_truth  # code -1: a record without a sample id
+        if metric == "accuracy":
+            counted &= ok
+        rows = np.flatnonzero(counted)
+        keys = position[rows].astype(np.int64) * self.n_codes + codes[rows]
+        inverse, distinct = pd.factorize(keys)
+        n = np.bincount(inverse, minlength=len(distinct)).astype(float)
+        k = np.bincount(inverse, weights=correct[rows].astype(float), minlength=len(distinct))
+        order = np.argsort(distinct, kind="stable")
+        self.keys: IntArray = np.asarray(distinct)[order].astype(np.int64)
+        self.k: FloatArray = np.asarray(k[order], dtype=float)
+        self.n: FloatArray = np.asarray(n[order], dtype=float)
+        self.bounds = np.searchsorted(self.keys, np.arange(self.n_levels + 1, dtype=np.int64) * self.n_codes)
+
+        # the first successful answer of each sample at each level, for the consistency of predictions
+        answered = np.flatnonzero((position >= 0) & (codes >= 0) & has_truth & ok)
+        t_sent = joined["t_sent"].to_numpy(dtype=float)[answered]
+        if len(t_sent) > 1 and not bool(np.all(t_sent[1:] >= t_sent[:-1])):
+            answered = answered[np.argsort(t_sent, kind="stable")]
+        first_keys = position[answered].astype(np.int64) * self.n_codes + codes[answered]
+        first = ~pd.Series(first_keys).duplicated(keep="first").to_numpy()
+        answered, first_keys = answered[first], first_keys[first]
+        order = np.argsort(first_keys, kind="stable")
+        self.first_keys = first_keys[order]
+        self.first_predictions = joined["y_pred"].to_numpy()[answered[order]]
+        self.first_bounds = np.searchsorted(
+            self.first_keys, np.arange(self.n_levels + 1, dtype=np.int64) * self.n_codes
+        )
+
+    def per_sample(self, position: int) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Sorted sample codes with their correct and counted answers at the level in ``position``."""
+        part = slice(self.bounds[position], self.bounds[position + 1])
+        return self.keys[part] - position * self.n_codes, self.k[part], self.n[part]
+
+    def predictions(self, position: int) -> tuple[IntArray, npt.NDArray[Any]]:
+        """Sorted sample codes with their first successful prediction at the level in ``position``."""
+        part = slice(self.first_bounds[position], self.first_bounds[position + 1])
+        return self.first_keys[part] - position * self.n_codes, self.first_predictions[part]
 
 
 def _same_prediction(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
@@ -129,45 +209,96 @@ def _same_prediction(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np
     return np.asarray(a.astype(object) == b.astype(object), dtype=bool)
 
 
+def _paired_comparison(
+    reference: _SampleCounts, ref_position: int, other: _SampleCounts, other_position: int, *, confidence: float
+) -> dict[str, Any]:
+    """Paired difference (other minus reference) on the shared samples, and the consistency of predictions."""
+    codes_r, k_r, n_r = reference.per_sample(ref_position)
+    codes_o, k_o, n_o = other.per_sample(other_position)
+    _, in_r, in_o = np.intersect1d(codes_r, codes_o, assume_unique=True, return_indices=True)
+    result = paired_difference(k_r[in_r] / n_r[in_r], k_o[in_o] / n_o[in_o], confidence=confidence)
+    first_r, pred_r = reference.predictions(ref_position)
+    first_o, pred_o = other.predictions(other_position)
+    _, in_r, in_o = np.intersect1d(first_r, first_o, assume_unique=True, return_indices=True)
+    same = _same_prediction(pred_r[in_r], pred_o[in_o])
+    return {
+        "diff": result.diff,
+        "diff_low": result.low,
+        "diff_high": result.high,
+        "test": result.test,
+        "n_pairs": result.n_pairs,
+        "worse_pairs": result.worse,
+        "better_pairs": result.better,
+        "p_value": result.p_value,
+        "consistency": float(same.mean()) if len(same) else float("nan"),
+        "n_consistency": len(same),
+    }
+
+
+def _marginal_metric(levels: pd.DataFrame, metric: str) -> FloatArray:
+    """Each level's request-level metric from its counts: correct over scored (accuracy) or over labelled."""
+    total_column = "n_scored" if metric == "accuracy" else "n_truth"
+    missing = [c for c in ("n_correct", total_column) if c not in levels.columns]
+    if missing:
+        raise AnalysisInputError(
+            f"level table has no column {', '.join(repr(c) for c in missing)}; columns are: "
+            f"{', '.join(map(str, levels.columns))}"
+        )
+    total = levels[total_column].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, levels["n_correct"].to_numpy(dtype=float) / total, np.nan)
+
+
 def degradation_table(
     joined: pd.DataFrame,
     levels: pd.DataFrame,
     *,
-    metric: str = "accuracy",
+    metric: str = "effective_accuracy",
     tolerance: float = 0.01,
     alpha: float = 0.05,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Compare every level's quality with the baseline (lowest offered load).
+    """Compare every level's quality with the baseline (lowest offered load), sample by sample.
 
     Parameters
     ----------
     joined : pandas.DataFrame
-        Scored records with a ``level`` column.
+        Scored records (``sample_id``, ``t_sent``, ``ok``, ``has_truth``,
+        ``correct``, ``y_pred``) with a ``level`` column.
     levels : pandas.DataFrame
-        From :func:`analysis.level_table`.
-    metric : {"accuracy", "effective_accuracy"}, default "accuracy"
-        Accuracy among successful responses (model quality) or with errors
-        counted as wrong (what clients received).
+        From :func:`analysis.level_table` (``level``, ``users``,
+        ``n_correct`` and ``n_scored`` or ``n_truth``).
+    metric : {"effective_accuracy", "accuracy"}, default "effective_accuracy"
+        With errors counted as wrong (what clients received: a server that
+        sheds load cannot look better for it), or among successful responses
+        only (model quality).
     tolerance : float, default 0.01
         A drop must exceed this (as a share: 0.01 = 1 point) to count as degraded.
     alpha : float, default 0.05
         Family-wise error rate for the Holm-adjusted tests.
     confidence : float, default 0.95
-        Level of the Newcombe interval on the difference.
+        Level of the interval on the paired difference.
 
     Returns
     -------
     pandas.DataFrame
-        In load order, one row per level: ``level``, ``users``, ``baseline``
-        (True on the baseline row), ``diff`` (level minus baseline) with
-        ``diff_low``/``diff_high``, ``test`` ("mcnemar-exact",
-        "mcnemar-chi2", "two-proportion-z"), ``n_pairs``, ``worse_pairs`` /
-        ``better_pairs`` (discordant), ``p_value``, ``p_holm``,
-        ``significantly_worse``, ``degraded`` (significantly worse and the
-        drop exceeds ``tolerance``), ``consistency`` (share of samples whose
-        successful prediction equals their baseline prediction) and
-        ``n_consistency``.
+        In load order, one row per level:
+
+        - ``level``, ``users``, ``baseline`` (True on the baseline row);
+        - ``diff``: mean over the shared samples of (the sample's accuracy at
+          the level minus its accuracy at the baseline), with
+          ``diff_low``/``diff_high``; NaN without shared samples;
+        - ``marginal_diff``: the level's metric minus the baseline's over all
+          their records (context: it mixes in which samples each one covered);
+        - ``test``: "baseline", "mcnemar-exact", "mcnemar-chi2",
+          "paired-t/sign-flip", or "none" without shared samples;
+        - ``n_pairs`` (shared samples), ``worse_pairs``/``better_pairs``
+          (shared samples whose accuracy fell/rose), ``p_value``, ``p_holm``;
+        - ``significantly_worse`` (Holm p below ``alpha`` and ``diff < 0``),
+          ``degraded`` (significantly worse and the drop exceeds ``tolerance``);
+        - ``consistency``: share of the samples answered successfully at both
+          levels whose first successful prediction equals the baseline's, and
+          ``n_consistency``, the number of those samples.
 
     Examples
     --------
@@ -178,90 +309,56 @@ def degradation_table(
     >>> levels = pd.DataFrame({"level": [0, 1], "users": [1.0, 8.0], "n_correct": [3, 2],
     ...                        "n_scored": [4, 4], "n_truth": [4, 4]})
     >>> table = degradation_table(joined, levels)
-    >>> table[["level", "diff", "n_pairs", "worse_pairs", "consistency"]].to_dict("records")
-    [{'level': 0, 'diff': 0.0, 'n_pairs': 4, 'worse_pairs': 0, 'consistency': 1.0}, \
-{'level': 1, 'diff': -0.25, 'n_pairs': 4, 'worse_pairs': 1, 'consistency': 0.75}]
+    >>> table[["level", "diff", "test", "n_pairs", "worse_pairs", "consistency"]].to_dict("records")
+    [{'level': 0, 'diff': 0.0, 'test': 'baseline', 'n_pairs': 4, 'worse_pairs': 0, 'consistency': 1.0}, \
+{'level': 1, 'diff': -0.25, 'test': 'mcnemar-exact', 'n_pairs': 4, 'worse_pairs': 1, 'consistency': 0.75}]
+
+    The baseline replayed samples a and b only; the level answered all four,
+    and exactly as the baseline did where both answered: no change at all,
+    though the marginal accuracies differ by 25 points.
+
+    >>> half = joined[(joined["level"] == 1) | joined["sample_id"].isin(["a", "b"])]
+    >>> half = half.assign(correct=half["sample_id"].isin(["a", "b"]))
+    >>> levels = pd.DataFrame({"level": [0, 1], "users": [1.0, 8.0], "n_correct": [2, 2],
+    ...                        "n_scored": [2, 4], "n_truth": [2, 4]})
+    >>> row = degradation_table(half, levels).iloc[1]
+    >>> float(row["diff"]), float(row["marginal_diff"]), float(row["p_value"]), bool(row["degraded"])
+    (0.0, -0.5, 1.0, False)
     """
-    if metric not in METRICS:
-        raise AnalysisInputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    _check_joined(joined, metric)
     _check_tolerance(tolerance, alpha)
-    needed = ["level", "sample_id", "t_sent", "ok", "has_truth", "correct", "y_pred"]
-    missing = [c for c in needed if c not in joined.columns]
-    if missing:
-        raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
     ordered = load_order(levels)
-    total_column = "n_scored" if metric == "accuracy" else "n_truth"
-    # the columns in send order, as arrays: sorting the frame itself would copy every column of every record
-    in_time = np.argsort(joined["t_sent"].to_numpy(dtype=float), kind="stable")
-    codes = pd.factorize(joined["sample_id"])[0].astype(np.int64)[in_time]
-    correct = joined["correct"].fillna(False).to_numpy(dtype=bool)[in_time]
-    predictions = joined["y_pred"].to_numpy()[in_time]
-    has_truth = joined["has_truth"].to_numpy(dtype=bool)[in_time]
-    ok = joined["ok"].to_numpy(dtype=bool)[in_time]
-    level_of = joined["level"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)[in_time]
-
-    def answers(value: int, *, successful_only: bool) -> _Answers:
-        mask = (level_of == value) & has_truth
-        if successful_only:
-            mask = mask & ok
-        return _first_answers(codes, correct, predictions, mask)
-
-    base_level = int(ordered["level"].iloc[0])
-    base = answers(base_level, successful_only=metric == "accuracy")
-    base_ok = answers(base_level, successful_only=True)
-    k0 = int(ordered["n_correct"].iloc[0])
-    n0 = int(ordered[total_column].iloc[0])
-    rows: list[dict[str, Any]] = []
-    for position, level_row in ordered.iterrows():
-        value = int(level_row["level"])
-        k1, n1 = int(level_row["n_correct"]), int(level_row[total_column])
-        diff, low, high = (float(x) for x in newcombe_interval(k0, n0, k1, n1, confidence=confidence))
-        current = answers(value, successful_only=metric == "accuracy")
-        _, in_base, in_level = np.intersect1d(base.codes, current.codes, assume_unique=True, return_indices=True)
-        base_correct = base.correct[in_base]
-        level_correct = current.correct[in_level]
-        n_pairs = len(in_base)
-        worse = int((base_correct & ~level_correct).sum())
-        better = int((~base_correct & level_correct).sum())
-        if position == 0:
-            test, p_value = "baseline", float("nan")
-        elif n0 == 0 or n1 == 0:
-            test, p_value = "none", float("nan")
-        elif n_pairs > 0 and n_pairs >= _PAIRED_MIN_SHARE * min(len(base.codes), len(current.codes)):
-            p_value, method = mcnemar_test(worse, better)
-            test = f"mcnemar-{method}"
-        else:
-            test, p_value = "two-proportion-z", two_proportion_test(k0, n0, k1, n1)
-        answered = answers(value, successful_only=True)
-        _, shared_base, shared_level = np.intersect1d(
-            base_ok.codes, answered.codes, assume_unique=True, return_indices=True
-        )
-        same = _same_prediction(base_ok.predictions[shared_base], answered.predictions[shared_level])
-        rows.append(
-            {
-                "level": value,
-                "users": float(level_row["users"]),
-                "baseline": position == 0,
-                "diff": diff,
-                "diff_low": low,
-                "diff_high": high,
-                "test": test,
-                "n_pairs": n_pairs,
-                "worse_pairs": worse,
-                "better_pairs": better,
-                "p_value": p_value,
-                "consistency": float(same.mean()) if len(same) else float("nan"),
-                "n_consistency": len(same),
-            }
-        )
-    table = pd.DataFrame(rows)
-    table["p_holm"] = holm_adjust(table["p_value"].to_numpy(dtype=float))
-    worse_direction = table["diff"].to_numpy(dtype=float) < 0
-    significant = (table["p_holm"].to_numpy(dtype=float) < alpha) & worse_direction
-    table["significantly_worse"] = significant
-    table["degraded"] = significant & (-table["diff"].to_numpy(dtype=float) > tolerance)
-    columns = [*table.columns[:11], "p_holm", "significantly_worse", "degraded", "consistency", "n_consistency"]
-    return table[columns]
+    marginal = _marginal_metric(ordered, metric)
+    counts = _SampleCounts(joined, ordered["level"].to_numpy(dtype=float), metric=metric)
+    compared = [_paired_comparison(counts, 0, counts, p, confidence=confidence) for p in range(len(ordered))]
+    compared[0].update(test="baseline", p_value=float("nan"))
+    column = {name: [row[name] for row in compared] for name in compared[0]}
+    p_value = np.asarray(column["p_value"], dtype=float)
+    diff = np.asarray(column["diff"], dtype=float)
+    p_holm = holm_adjust(p_value)
+    with np.errstate(invalid="ignore"):
+        significant = (p_holm < alpha) & (diff < 0)
+    return pd.DataFrame(
+        {
+            "level": ordered["level"].to_numpy(dtype=np.int64),
+            "users": ordered["users"].to_numpy(dtype=float),
+            "baseline": np.arange(len(ordered)) == 0,
+            "diff": diff,
+            "diff_low": np.asarray(column["diff_low"], dtype=float),
+            "diff_high": np.asarray(column["diff_high"], dtype=float),
+            "marginal_diff": marginal - marginal[0],
+            "test": column["test"],
+            "n_pairs": np.asarray(column["n_pairs"], dtype=np.int64),
+            "worse_pairs": np.asarray(column["worse_pairs"], dtype=np.int64),
+            "better_pairs": np.asarray(column["better_pairs"], dtype=np.int64),
+            "p_value": p_value,
+            "p_holm": p_holm,
+            "significantly_worse": significant,
+            "degraded": significant & (-diff > tolerance),
+            "consistency": np.asarray(column["consistency"], dtype=float),
+            "n_consistency": np.asarray(column["n_consistency"], dtype=np.int64),
+        }
+    )
 
 
 def find_knee(

@@ -21,7 +21,16 @@ import pandas as pd
 
 from analysis.degradation import load_order, load_unit
 from analysis.errors import AnalysisInputError
-from analysis.report import ANALYSIS_VERSION, LevelHeadline, RunAnalysis, Summary, describe_knee
+from analysis.metrics import failure_class
+from analysis.report import (
+    ANALYSIS_VERSION,
+    METRIC_WORDS,
+    LevelHeadline,
+    RunAnalysis,
+    Summary,
+    confusion_level,
+    describe_knee,
+)
 from analysis.rules import Rule, check_rules, parse_rule
 
 __all__ = ["CHART_CAPTIONS", "render_html", "write_html"]
@@ -30,9 +39,10 @@ __all__ = ["CHART_CAPTIONS", "render_html", "write_html"]
 CHART_CAPTIONS: dict[str, tuple[str, str]] = {
     "accuracy.png": (
         "Accuracy against load",
-        "Each point is one load level, shaded bands are 95% Wilson intervals: where a line leaves the baseline's "
-        "band quality has changed; red crosses mark levels significantly worse than baseline, the dashed line "
-        "the knee.",
+        "Each point is one load level: orange is accuracy over every request (a failed, timed-out or shed request "
+        "counts as wrong: what clients got), blue among answered requests only (model quality); shaded bands are "
+        "95% Wilson intervals with the sample as the unit. Red crosses mark levels significantly worse than "
+        "baseline, the dashed line the knee; a grey triangle a level where no request was answered.",
     ),
     "latency.png": (
         "Latency percentiles against load",
@@ -51,12 +61,15 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
         "run, and its queue when its metrics report one: the cost side of the same curve as accuracy.",
     ),
     "errors.png": (
-        "Errors by kind against load",
-        "Share of requests that failed (transport or format, not wrong answers), stacked by kind.",
+        "Failed requests by kind against load",
+        "Share of requests that failed (not wrong answers: no answer at all), stacked by kind; HTTP errors are split "
+        "into shed (429/503: the server refusing load), client errors (other 3xx/4xx: the scenario asks wrongly, no "
+        "load explains them) and other server errors.",
     ),
     "over_time.png": (
         "Accuracy and load over time",
-        "Accuracy in short time bins (blue) against the load (grey): active users, or in an open-model run each "
+        "Accuracy in short time bins, over every request (orange) and among answered ones (blue), against the load "
+        "(grey): active users, or in an open-model run each "
         "stage's target rate (step) and the rate achieved (dotted). A drop that follows each step up in load is "
         "load-driven, a drift that does not is something else.",
     ),
@@ -66,9 +79,10 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
         "under load.",
     ),
     "confusion.png": (
-        "Confusion matrices at baseline and highest load",
-        "Rows are true classes, columns predictions; mass moving off the diagonal at high load shows which classes "
-        "are confused.",
+        "Confusion matrices at baseline and where quality breaks",
+        "Successful answers at the baseline and at the first degraded level (the highest load when none is; each "
+        "panel's title says which). Rows are true classes, columns predictions; mass moving off the diagonal shows "
+        "which classes are confused. A level without a successful answer says so.",
     ),
 }
 
@@ -126,9 +140,26 @@ def _rows_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, text_co
     return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+#: Failure columns of the level table shown when any level has them, with their header: HTTP split by meaning.
+_FAILURE_COLUMNS = {
+    "error_rate_shed": "shed %",
+    "error_rate_client": "client errors %",
+    "error_rate_server": "server errors %",
+}
+
+
 def _error_kinds(levels: pd.DataFrame) -> list[str]:
-    kinds = [c.removeprefix("error_rate_") for c in levels.columns if c.startswith("error_rate_")]
+    """The ``error_rate_<kind>`` columns to show (as ``<kind> %``): the ones that are not zero everywhere."""
+    kinds = [
+        c.removeprefix("error_rate_")
+        for c in levels.columns
+        if c.startswith("error_rate_") and c not in _FAILURE_COLUMNS
+    ]
     return [k for k in kinds if levels[f"error_rate_{k}"].fillna(0).to_numpy(dtype=float).any()]
+
+
+def _failure_columns(levels: pd.DataFrame) -> list[str]:
+    return [c for c in _FAILURE_COLUMNS if c in levels.columns and levels[c].fillna(0).to_numpy(dtype=float).any()]
 
 
 def _flag(row: Mapping[Any, Any]) -> tuple[str, str]:
@@ -148,15 +179,22 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
     --------
     >>> levels = pd.DataFrame({"level": [0], "users": [2.0], "n": [400], "throughput_rps": [40.0],
     ...     "accuracy": [0.95], "accuracy_low": [0.925], "accuracy_high": [0.967], "effective_accuracy": [0.95],
+    ...     "effective_accuracy_low": [0.925], "effective_accuracy_high": [0.967],
     ...     "error_rate": [0.0], "p50_ms": [20.0], "p95_ms": [61.25], "p99_ms": [80.0], "goodput_rps": [38.0],
     ...     "is_baseline": [True]})
     >>> header, rows = _level_rows(levels, task="classification")
-    >>> dict(zip(header, rows[0][1]))["accuracy % [95% CI]"]
+    >>> dict(zip(header, rows[0][1]))["accuracy over every request % [95% CI]"]
     '95.0 [92.5, 96.7]'
     """
     ordered = load_order(levels)
     kinds = _error_kinds(ordered)
-    quality = ["MAE", "RMSE"] if task == "regression" else ["accuracy % [95% CI]", "effective accuracy %"]
+    failure_columns = _failure_columns(ordered)
+    coverage = "coverage" in ordered.columns
+    quality = (
+        ["MAE", "RMSE"]
+        if task == "regression"
+        else ["accuracy over every request % [95% CI]", "accuracy among answered % [95% CI]", "lost %"]
+    )
     rate = load_unit(levels) == "req/s"
     scheduled = "p95_sched_ms" in ordered.columns
     header = [
@@ -165,8 +203,10 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
         "users",
         "n",
         "req/s",
+        *(["samples", "coverage %"] if coverage else []),
         *quality,
         "errors %",
+        *(_FAILURE_COLUMNS[c] for c in failure_columns),
         *(f"{k} %" for k in kinds),
         "p50 ms",
         "p95 ms",
@@ -181,8 +221,11 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
             quality_cells = [_fmt(row.get("mae"), ".4g"), _fmt(row.get("rmse"), ".4g")]
         else:
             quality_cells = [
-                f"{_pct(row['accuracy'])} [{_pct(row.get('accuracy_low'))}, {_pct(row.get('accuracy_high'))}]",
-                _pct(row["effective_accuracy"]),
+                *(
+                    f"{_pct(row.get(name))} [{_pct(row.get(f'{name}_low'))}, {_pct(row.get(f'{name}_high'))}]"
+                    for name in ("effective_accuracy", "accuracy")
+                ),
+                _pct(row.get("lost_rate")),
             ]
         flag, css = _flag(row)
         cells = [
@@ -191,8 +234,10 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
             _fmt(row["users"], "g"),
             str(int(row["n"])),
             _fmt(row["throughput_rps"], ".1f"),
+            *([_fmt(row.get("n_samples"), ".0f"), _pct(row.get("coverage"))] if coverage else []),
             *quality_cells,
             _pct(row["error_rate"]),
+            *(_pct(row[c]) for c in failure_columns),
             *(_pct(row[f"error_rate_{k}"]) for k in kinds),
             _fmt(row.get("p50_ms"), ".1f"),
             _fmt(row.get("p95_ms"), ".1f"),
@@ -255,28 +300,44 @@ def _errors_html(joined: pd.DataFrame) -> str:
     failed = joined[~joined["ok"].to_numpy(dtype=bool)]
     if failed.empty:
         return "<p>No request failed.</p>"
+    status = failed["status_code"] if "status_code" in failed.columns else pd.Series(0, index=failed.index)
     grouped = (
-        failed.assign(message=failed["error"].astype(str).str.slice(0, _MAX_MESSAGE))
-        .groupby(["error_kind", "message"], sort=False, dropna=False)
+        failed.assign(
+            message=failed["error"].astype(str).str.slice(0, _MAX_MESSAGE),
+            failure=failure_class(failed["error_kind"].to_numpy(), status.to_numpy(dtype=float)),
+        )
+        .groupby(["failure", "error_kind", "message"], sort=False, dropna=False)
         .agg(count=("ok", "size"), first_level=("level", "min"))
         .reset_index()
         .sort_values("count", ascending=False, kind="stable")
         .head(_TOP)
     )
     rows = [
-        [_e(r["error_kind"]), f"<code>{_e(r['message'])}</code>", str(int(r["count"])), _fmt(r["first_level"], ".0f")]
+        [
+            _e(str(r["failure"]).replace("_", " ")),
+            _e(r["error_kind"]),
+            f"<code>{_e(r['message'])}</code>",
+            str(int(r["count"])),
+            _fmt(r["first_level"], ".0f"),
+        ]
         for r in grouped.to_dict("records")
     ]
     distinct = failed.groupby(["error_kind", "error"], sort=False).ngroups
-    total = f"<p>{len(failed)} failed requests with {distinct} distinct messages; the most frequent first:</p>"
-    return total + _rows_table(["kind", "message", "requests", "first level"], rows, text_columns=2, id_="errors")
+    total = (
+        f"<p>{len(failed)} failed requests with {distinct} distinct messages; the most frequent first. Shed is "
+        "HTTP 429/503 (the server refusing load), a client error any other 3xx/4xx (the scenario asks wrongly, "
+        "whatever the load), a server error any other HTTP error:</p>"
+    )
+    return total + _rows_table(
+        ["class", "kind", "message", "requests", "first level"], rows, text_columns=3, id_="errors"
+    )
 
 
 def _wrong_html(analysis: RunAnalysis) -> str:
     if analysis.summary.task == "regression":
         return ""
     joined = analysis.joined
-    top = analysis.summary.highest_load
+    top, which = confusion_level(analysis.summary)
     wrong = joined[
         (joined["level"] == top.level)
         & joined["ok"].to_numpy(dtype=bool)
@@ -284,7 +345,7 @@ def _wrong_html(analysis: RunAnalysis) -> str:
         & ~joined["correct"].fillna(True).to_numpy(dtype=bool)
     ]
     if wrong.empty:
-        return f"<p>No wrong answer at the highest load ({_load(top)} {_e(analysis.summary.load_unit)}).</p>"
+        return f"<p>No wrong answer at the {which} ({_load(top)} {_e(analysis.summary.load_unit)}).</p>"
     pairs = (
         pd.DataFrame({"label": wrong["y_true"].astype(str), "prediction": wrong["y_pred"].astype(str)})
         .value_counts()
@@ -295,7 +356,7 @@ def _wrong_html(analysis: RunAnalysis) -> str:
         for r in pairs.reset_index(name="n").to_dict("records")
     ]
     unit = _e(analysis.summary.load_unit)
-    intro = f"<p>The most frequent wrong answers at the highest load ({_load(top)} {unit}, {len(wrong)} wrong):</p>"
+    intro = f"<p>The most frequent wrong answers at the {which} ({_load(top)} {unit}, {len(wrong)} wrong):</p>"
     return intro + _rows_table(["label", "prediction", "responses"], rows, text_columns=2, id_="wrong")
 
 
@@ -425,11 +486,16 @@ def render_html(
         f"{counts.n_records} records in {summary.n_levels} {_e(summary.level_kind)} levels, "
         f"{_load(summary.baseline)} to {_load(summary.highest_load)} {_e(summary.load_unit)} offered.",
         *(
+            [f'<strong id="verdict">{_e(summary.headline[:1].upper() + summary.headline[1:])}.</strong>']
+            if summary.headline
+            else []
+        ),
+        *(
             [f"<strong>Capacity search: {_e(summary.capacity['sentence'])}.</strong>"]
             if summary.capacity is not None
             else []
         ),
-        _e(describe_knee("Quality knee", summary.quality_knee)) + ".",
+        _e(describe_knee("Quality knee", summary.quality_knee, caveat=summary.quality_caveat)) + ".",
         _e(describe_knee("Latency knee", summary.latency_knee)) + ".",
         rules_sentence,
     ]
@@ -458,7 +524,14 @@ def render_html(
         + ".",
     ]
     settings = [
-        f"Quality metric for degradation and the knee: {_e(summary.metric)}; a level is degraded when it is "
+        f"Quality metric for degradation and the knee: {_e(summary.metric)} "
+        f"({_e(METRIC_WORDS.get(summary.metric, summary.metric))}"
+        + (
+            "; a failed, timed-out or shed request counts as a wrong answer"
+            if summary.metric == "effective_accuracy"
+            else ""
+        )
+        + "), compared per sample on the samples both levels sent; a level is degraded when it is "
         f"significantly worse than the baseline ({_load(summary.baseline)} {_e(summary.load_unit)}) after Holm "
         f"correction at alpha {summary.alpha:g} and by more than {100 * summary.tolerance:g} percentage points.",
         "Latency SLO: " + (f"{summary.slo_latency_ms:g} ms." if summary.slo_latency_ms is not None else "none."),
@@ -483,9 +556,12 @@ def render_html(
 {_capacity_html(summary)}
 {rules_table}
 <h2 id="levels-heading">Per load level</h2>
-<p>The same figures as <code>levels.csv</code>, in load order. Accuracy is over successful responses with its 95%
-Wilson interval; effective accuracy counts errors as wrong; latency percentiles are over successful responses;
-goodput is correct answers within the latency SLO per second.</p>
+<p>The same figures as <code>levels.csv</code>, in load order. Accuracy over every request counts a failed,
+timed-out or shed request as a wrong answer (what clients got; the verdict is taken on it); accuracy among answered
+is over successful responses only (model quality); both with 95% Wilson intervals that take the sample, not the
+request, as the unit. Lost is the share of requests without a right answer (wrong or failed); samples and coverage
+are the distinct samples a level sent and their share of the dataset. Latency percentiles are over successful
+responses; goodput is correct answers within the latency SLO per second.</p>
 {_levels_html(analysis.levels, task=summary.task)}
 {_resources_html(analysis.levels, unit=summary.load_unit)}
 <h2 id="charts">Charts</h2>

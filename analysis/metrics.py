@@ -26,14 +26,17 @@ from tqdm.auto import tqdm
 from analysis.errors import AnalysisInputError
 from analysis.join import NO_ANSWER, TASKS, normalise_text
 from analysis.levels import inflight_concurrency
-from analysis.stats import wilson_interval
+from analysis.stats import sample_wilson_interval
 
 __all__ = [
     "ERROR_KINDS",
+    "FAILURE_CLASSES",
     "LATENCY_PERCENTILES",
     "LATE_MS",
+    "SHED_STATUS",
     "LabelPairs",
     "classification_metrics",
+    "failure_class",
     "latency_percentiles",
     "level_table",
     "per_class_recall",
@@ -43,6 +46,20 @@ __all__ = [
 ]
 
 ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "connection", "decode", "extract")
+#: HTTP statuses of a server refusing load (429 Too Many Requests, 503 Service Unavailable): shed requests.
+SHED_STATUS: tuple[int, ...] = (429, 503)
+#: What a failed request says, as the level table counts it (``n_<class>``): ``shed`` (HTTP 429 or 503: the
+#: server refused the load), ``client_error`` (any other 3xx or 4xx: the scenario asks wrongly, e.g. 400 or 404),
+#: ``server_error`` (any other HTTP error: 500, 502, 504, ...), then the transport and format kinds.
+FAILURE_CLASSES: tuple[str, ...] = (
+    "shed",
+    "client_error",
+    "server_error",
+    "timeout",
+    "connection",
+    "decode",
+    "extract",
+)
 LATENCY_PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 #: An open-model arrival sent more than this many milliseconds after it was due is late.
 LATE_MS = 10.0
@@ -216,6 +233,75 @@ def latency_percentiles(
     }
 
 
+def failure_class(error_kind: npt.ArrayLike, status_code: npt.ArrayLike) -> npt.NDArray[np.object_]:
+    """The class of each failed request (see :data:`FAILURE_CLASSES`); ``""`` for a success, else its kind.
+
+    Only HTTP errors are split by status: shedding (429, 503) is the server
+    refusing load, a 3xx or other 4xx is the client (the scenario) asking
+    wrongly, and no amount of load explains it; every other HTTP error is the
+    server's. Any other kind (timeout, connection, decode, extract, or a kind a
+    later recorder adds) is its own class.
+
+    Examples
+    --------
+    >>> failure_class(["http", "http", "http", "http", "timeout", ""], [429, 503, 404, 500, 0, 200]).tolist()
+    ['shed', 'shed', 'client_error', 'server_error', 'timeout', '']
+    """
+    kinds = np.asarray(error_kind, dtype=object).astype(str)
+    status = np.asarray(status_code, dtype=float)
+    http = kinds == "http"
+    shed = http & np.isin(status, SHED_STATUS)
+    client = http & ~shed & (status >= 300) & (status < 500)
+    out = kinds.astype(object)
+    out[http] = "server_error"
+    out[client] = "client_error"
+    out[shed] = "shed"
+    return out
+
+
+def _failure_labels(
+    kind_codes: npt.NDArray[np.int64],
+    kind_names: npt.NDArray[np.object_],
+    rows: npt.NDArray[np.int64],
+    status: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.object_]]:
+    """Each failed row's kind as the headline names it (``"http 503"``, ``"timeout"``): codes and their names.
+
+    ``rows`` are the failed rows and ``status`` their HTTP status. Codes are -1 for rows that did not fail.
+    Only the few distinct (kind, status) pairs are turned into text.
+    """
+    combined = kind_codes[rows].astype(np.int64) * 1000 + np.clip(np.nan_to_num(status).astype(np.int64), 0, 999)
+    codes = np.full(len(kind_codes), -1, dtype=np.int32)
+    failed_codes, uniques = pd.factorize(combined)
+    codes[rows] = failed_codes
+    names = np.empty(len(uniques), dtype=object)
+    for i, value in enumerate(np.asarray(uniques, dtype=np.int64)):
+        kind, code = str(kind_names[value // 1000]), int(value % 1000)
+        names[i] = f"{kind} {code}" if kind == "http" and code else (kind or "unknown")
+    return codes, names
+
+
+def _describe_failures(counts: npt.NDArray[np.int64], names: npt.NDArray[np.object_]) -> str:
+    """``"http 503: 850; timeout: 12"``: the kinds of a level's failures, the most frequent first."""
+    present = [(int(c), str(n)) for c, n in zip(counts, names, strict=True) if c > 0 and n]
+    present.sort(key=lambda item: (-item[0], item[1]))
+    return "; ".join(f"{name}: {count}" for count, name in present)
+
+
+def _interval(
+    name: str, k: npt.NDArray[np.int64], total: npt.NDArray[np.int64], *, confidence: float
+) -> dict[str, float]:
+    """Accuracy ``name`` with its sample-level Wilson interval from per-sample counts (``k_i`` of ``total_i``)."""
+    n = int(total.sum())
+    low, high, n_effective = sample_wilson_interval(k, total, confidence=confidence)
+    return {
+        name: int(k.sum()) / n if n else float("nan"),
+        f"{name}_low": low,
+        f"{name}_high": high,
+        f"{name}_n_eff": n_effective,
+    }
+
+
 def _median(values: npt.NDArray[np.float64]) -> float:
     finite = values[~np.isnan(values)]
     return float(np.median(finite)) if len(finite) else float("nan")
@@ -249,6 +335,12 @@ class LabelPairs:
         self._pred_values = pred_values
         self._n_codes = len(true_values) * len(pred_values)
         self.codes = true_codes * np.int64(self._n_pred) + pred_codes
+        self.n_true = len(true_values)
+        """How many distinct labels (codes ``0 .. n_true - 1``; a missing label is the last)."""
+
+    def true_codes(self) -> npt.NDArray[np.int32]:
+        """The code of each row's label (the same code for the same label)."""
+        return (self.codes // np.int64(self._n_pred)).astype(np.int32)
 
     @staticmethod
     def _factorize(values: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
@@ -299,6 +391,7 @@ def level_table(
     task: str,
     slo_latency_ms: float | None = None,
     confidence: float = 0.95,
+    n_dataset: int | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """One row per load level with every figure the report shows.
@@ -316,6 +409,9 @@ def level_table(
         answer.
     confidence : float, default 0.95
         Level of the Wilson intervals.
+    n_dataset : int or None
+        Labelled samples in the dataset (the truth rows), for ``coverage``;
+        default: the distinct labelled samples the whole run sent.
     progress : bool, default False
         Show a progress bar over the levels on stderr.
 
@@ -331,9 +427,29 @@ def level_table(
         (records with a label), ``n_scored`` (successful and labelled),
         ``throughput_rps`` (requests sent per second of the level),
         ``inflight_mean``/``inflight_max`` (exact in-flight concurrency),
-        ``accuracy`` (among successful responses) and ``effective_accuracy``
-        (errors count as wrong) each with ``_low``/``_high`` Wilson bounds,
-        ``error_rate`` and ``error_rate_<kind>``, latency ``p50_ms`` ...
+        ``n_samples`` (distinct labelled samples sent), ``coverage``
+        (``n_samples`` over ``n_dataset``) and ``covered`` (every sample of
+        the dataset sent at least once), ``accuracy`` (among successful
+        responses) and ``effective_accuracy`` (over every labelled request: a
+        failed request is a lost answer, counted as wrong) each with
+        ``_low``/``_high`` Wilson bounds taken with the *sample* as the unit
+        (:func:`analysis.stats.sample_wilson_interval`: a sample sent ten
+        times is not ten independent trials) and ``_n_eff`` (the independent
+        trials the level is worth), ``chance_accuracy`` and ``n_classes``
+        (classification: the share of the most frequent label among the
+        level's labelled requests, or one over the number of classes if
+        higher; what a model that always answers one class would score),
+        ``n_correct``, ``n_wrong`` (answered but wrong; no answer included),
+        ``n_failed`` (every request that failed) split as ``n_shed`` (HTTP
+        429/503), ``n_client_error`` (other 3xx/4xx), ``n_server_error``
+        (other HTTP errors), ``n_timeout``, ``n_connection``, ``n_decode``,
+        ``n_extract`` (see :data:`FAILURE_CLASSES`), ``failures`` (the
+        failures as text, most frequent first: ``"http 503: 850; timeout:
+        12"``), ``wrong_rate`` (``n_wrong / n``), ``lost_rate`` (wrong or
+        failed, over every request: ``(n_wrong + n_failed) / n``; regression:
+        failed or without an answer), ``error_rate`` and ``error_rate_<kind>``
+        for each error kind and ``error_rate_shed``, ``error_rate_client``,
+        ``error_rate_server`` (shares of every request), latency ``p50_ms`` ...
         ``max_ms`` over successful responses, ``goodput_rps`` (correct answers
         within the SLO per second; for regression: successful answers within
         the SLO), ``n_no_answer`` and ``no_answer_rate`` (successful, labelled
@@ -359,6 +475,10 @@ def level_table(
     >>> table[["level", "users", "n", "accuracy", "effective_accuracy", "error_rate_timeout"]].to_dict("records")
     [{'level': 0, 'users': 1.0, 'n': 2, 'accuracy': 1.0, 'effective_accuracy': 1.0, 'error_rate_timeout': 0.0}, \
 {'level': 1, 'users': 4.0, 'n': 2, 'accuracy': 1.0, 'effective_accuracy': 0.5, 'error_rate_timeout': 0.5}]
+    >>> table[["level", "n_wrong", "n_failed", "n_timeout", "lost_rate", "failures", "coverage"]].to_dict("records")
+    [{'level': 0, 'n_wrong': 0, 'n_failed': 0, 'n_timeout': 0, 'lost_rate': 0.0, 'failures': '', 'coverage': 1.0}, \
+{'level': 1, 'n_wrong': 0, 'n_failed': 1, 'n_timeout': 1, 'lost_rate': 0.5, 'failures': 'timeout: 1', \
+'coverage': 1.0}]
     """
     _check_joined(joined, bounds, task)
     level = joined["level"].astype("Int64")
@@ -393,6 +513,30 @@ def level_table(
         no_answer_all = np.asarray(y_pred_all == NO_ANSWER, dtype=bool)
     kind_codes, kind_index = pd.factorize(joined["error_kind"].astype(str))
     kind_values = np.asarray(kind_index, dtype=object)
+    # each failed row's class and its text label as small integer codes: a level then needs only bincounts;
+    # only the failed rows (a few percent) are ever classified
+    failure_names = list(FAILURE_CLASSES)
+    row_class = np.full(len(joined), -1, dtype=np.int16)
+    failed_positions = np.flatnonzero(~ok_all)
+    status = (
+        joined["status_code"].to_numpy()[failed_positions].astype(float)
+        if "status_code" in joined.columns
+        else np.zeros(len(failed_positions))
+    )
+    if len(failed_positions):
+        per_row = failure_class(kind_values[kind_codes[failed_positions]], status)
+        per_row[per_row == ""] = "unknown"  # a failure without a kind (not written by loadgrade)
+        failure_names += sorted({str(c) for c in pd.unique(per_row)} - set(failure_names))
+        row_class[failed_positions] = pd.Index(failure_names).get_indexer(pd.Index(per_row))
+    label_codes, label_names = _failure_labels(kind_codes, kind_values, failed_positions, status)
+    # a record without a sample id (hand-built frames) is a sample of its own
+    if "sample_id" in joined.columns:
+        sample_codes = pd.factorize(joined["sample_id"])[0].astype(np.int32)
+    else:
+        sample_codes = np.arange(len(joined), dtype=np.int32)
+    n_sample_codes = int(sample_codes.max()) + 1 if len(sample_codes) else 0
+    if n_dataset is None:
+        n_dataset = int(np.count_nonzero(np.bincount(sample_codes[has_truth_all], minlength=n_sample_codes)))
     classes = sorted_classes(y_true_all[has_truth_all]) if task == "classification" else []
     class_columns = classes if len(classes) <= MAX_CLASS_COLUMNS else []
     kinds = list(ERROR_KINDS)
@@ -401,6 +545,9 @@ def level_table(
     code_of_kind = {str(v): i for i, v in enumerate(kind_values)}
     rows: list[dict[str, Any]] = []
     pairs = LabelPairs(y_true_all, y_pred_all) if task == "classification" else None
+    # the label of each row as a code, for the chance level: LabelPairs has factorized the labels already
+    true_codes_all = pairs.true_codes() if pairs is not None else None
+    n_true_values = pairs.n_true if pairs is not None else 0
     positions_by_level = level.groupby(level, sort=True).indices
     empty = np.zeros(0, dtype=np.int64)
     bound_levels = bounds["level"].to_numpy(dtype=np.int64)
@@ -444,25 +591,54 @@ def level_table(
             "inflight_max": float(concurrency_max[position]),
         }
         n_correct = int((correct & scored).sum())
+        samples = sample_codes[positions]
+        sent = np.bincount(samples[has_truth], minlength=n_sample_codes)
+        row["n_samples"] = int(np.count_nonzero(sent))
+        row["coverage"] = row["n_samples"] / n_dataset if n_dataset else np.nan
+        row["covered"] = bool(n_dataset) and row["n_samples"] >= n_dataset
         if task == "regression":
             for name in ("accuracy", "effective_accuracy"):
-                row.update({name: np.nan, f"{name}_low": np.nan, f"{name}_high": np.nan})
+                row.update({name: np.nan, f"{name}_low": np.nan, f"{name}_high": np.nan, f"{name}_n_eff": np.nan})
         else:
-            for name, k, total in (
-                ("accuracy", n_correct, n_scored),
-                ("effective_accuracy", n_correct, n_truth),
-            ):
-                low, high = wilson_interval(k, total, confidence=confidence)
-                row[name] = k / total if total else np.nan
-                row[f"{name}_low"] = float(low)
-                row[f"{name}_high"] = float(high)
+            # per-sample counts: the intervals take the sample, not the request, as the unit
+            right = np.bincount(samples[correct & scored], minlength=n_sample_codes)
+            row.update(
+                _interval(
+                    "accuracy", right, np.bincount(samples[scored], minlength=n_sample_codes), confidence=confidence
+                )
+            )
+            row.update(_interval("effective_accuracy", right, sent, confidence=confidence))
+        if true_codes_all is not None:
+            label_counts = np.bincount(true_codes_all[positions[has_truth]], minlength=n_true_values)
+            n_classes = int(np.count_nonzero(label_counts))
+            row["n_classes"] = n_classes
+            row["chance_accuracy"] = (
+                max(float(label_counts.max()) / n_truth, 1.0 / n_classes) if n_truth and n_classes else np.nan
+            )
+        else:
+            row["n_classes"] = 0
+            row["chance_accuracy"] = np.nan
+        no_answer = no_answer_all[positions] & scored
+        n_failed = n - n_ok
         row["n_correct"] = n_correct
-        row["error_rate"] = (n - n_ok) / n if n else np.nan
+        row["n_wrong"] = n_scored - n_correct if task != "regression" else 0
+        row["n_failed"] = n_failed
+        by_class = np.bincount(row_class[positions][~ok], minlength=len(failure_names))
+        for name, count in zip(failure_names, by_class, strict=True):
+            row[f"n_{name}"] = int(count)
+        row["failures"] = _describe_failures(
+            np.bincount(label_codes[positions][~ok], minlength=len(label_names)), label_names
+        )
+        lost = row["n_wrong"] + n_failed if task != "regression" else n_failed + int(no_answer.sum())
+        row["wrong_rate"] = row["n_wrong"] / n if n and task != "regression" else np.nan
+        row["lost_rate"] = lost / n if n else np.nan
+        row["error_rate"] = n_failed / n if n else np.nan
         failures = np.bincount(kind_codes[positions][~ok], minlength=len(kind_values))
         for kind in kinds + extra_kinds:
             count = failures[code_of_kind[kind]] if kind in code_of_kind else 0
             row[f"error_rate_{kind}"] = float(count / n) if n else np.nan
-        no_answer = no_answer_all[positions] & scored
+        for name, column in (("shed", "shed"), ("client_error", "client"), ("server_error", "server")):
+            row[f"error_rate_{column}"] = row[f"n_{name}"] / n if n else np.nan
         row["n_no_answer"] = int(no_answer.sum())
         row["no_answer_rate"] = row["n_no_answer"] / n_scored if n_scored else np.nan
         latency = latency_all[positions]

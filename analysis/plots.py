@@ -20,6 +20,7 @@ from sklearn.metrics import confusion_matrix
 from analysis.degradation import Knee, load_order, load_unit
 from analysis.errors import AnalysisInputError
 from analysis.metrics import ERROR_KINDS, LabelPairs, per_class_recall, sorted_classes
+from analysis.report import confusion_level
 
 if TYPE_CHECKING:
     from analysis.report import RunAnalysis
@@ -58,8 +59,18 @@ def _knee_line(ax: Axes, knee: Knee | None, *, label: str) -> None:
         ax.axvline(knee.load, color="tab:red", linestyle="--", linewidth=1.2, label=label)
 
 
+def _empty_note(ax: Axes, text: str) -> None:
+    """Say in the panel why there is nothing to draw, rather than draw nothing (or fail)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="tab:gray", wrap=True)
+
+
 def plot_accuracy(levels: pd.DataFrame, *, knee: Knee | None = None, title: str = "") -> Figure:
-    """Accuracy and effective accuracy against offered users, with 95 % Wilson bands and the knee.
+    """Accuracy over every request and among answered requests against offered load, with 95 % bands and the knee.
+
+    The verdict's curve is the one over every request (a failed, timed-out
+    or shed request is a wrong answer); the one among answered requests shows
+    whether the answers the server did give got worse. A level without any
+    answer has no point on the second curve.
 
     Examples
     --------
@@ -74,21 +85,32 @@ def plot_accuracy(levels: pd.DataFrame, *, knee: Knee | None = None, title: str 
     ax = fig.add_subplot()
     x, x_label = _offered(ordered)
     for name, label, color in (
-        ("accuracy", "accuracy of successful responses", "tab:blue"),
-        ("effective_accuracy", "effective accuracy (errors count as wrong)", "tab:orange"),
+        ("effective_accuracy", "over every request (failed ones count as wrong)", "tab:orange"),
+        ("accuracy", "among answered requests", "tab:blue"),
     ):
         y = 100 * ordered[name].to_numpy(dtype=float)
         ax.plot(x, y, marker="o", color=color, label=label)
         if f"{name}_low" in ordered.columns:
             low = 100 * ordered[f"{name}_low"].to_numpy(dtype=float)
             high = 100 * ordered[f"{name}_high"].to_numpy(dtype=float)
-            ax.fill_between(x, low, high, color=color, alpha=0.2, label=f"95% interval ({name.replace('_', ' ')})")
+            ax.fill_between(x, low, high, color=color, alpha=0.2, label=f"95% interval ({label.split(' (')[0]})")
+    unanswered = ordered["accuracy"].isna().to_numpy() & ordered["effective_accuracy"].notna().to_numpy()
+    if unanswered.any():
+        ax.scatter(
+            x[unanswered],
+            np.zeros(int(unanswered.sum())),
+            marker="v",
+            s=60,
+            color="tab:gray",
+            zorder=5,
+            label="no request answered",
+        )
     if "degraded" in ordered.columns:
         bad = ordered["degraded"].to_numpy(dtype=bool)
         if bad.any():
             ax.scatter(
                 x[bad],
-                100 * ordered["accuracy"].to_numpy(dtype=float)[bad],
+                100 * ordered["effective_accuracy"].to_numpy(dtype=float)[bad],
                 marker="x",
                 s=80,
                 color="tab:red",
@@ -98,6 +120,7 @@ def plot_accuracy(levels: pd.DataFrame, *, knee: Knee | None = None, title: str 
     _knee_line(ax, knee, label=f"knee: {knee.load:g} {knee.unit}" if knee and knee.load is not None else "knee")
     ax.set_xlabel(x_label)
     ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-3, 103)
     ax.set_title(title or "Accuracy against load")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize="small")
@@ -192,30 +215,61 @@ def plot_resources(levels: pd.DataFrame, *, title: str = "") -> Figure:
     return fig
 
 
+#: Stacked classes of failure in the errors chart: HTTP errors split by what they mean, then the other kinds.
+_ERROR_STACK = (
+    ("error_rate_shed", "shed (HTTP 429/503)"),
+    ("error_rate_client", "client error (other 3xx/4xx)"),
+    ("error_rate_server", "server error (other HTTP)"),
+    *((f"error_rate_{k}", k) for k in ERROR_KINDS if k != "http"),
+)
+
+
 def plot_errors(levels: pd.DataFrame, *, title: str = "") -> Figure:
-    """Error rate by kind (stacked bars, % of requests) per load level."""
+    """Failed requests by class (stacked bars, % of requests) per load level.
+
+    HTTP errors are split into shed (429/503: the server refusing load),
+    client errors (other 3xx/4xx: the scenario asks wrongly) and other server
+    errors when the table has those columns, else shown as one ``http`` bar.
+    A class that never failed at any level is left out of the legend.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0, 1], "users": [2.0, 8.0], "error_rate": [0.0, 0.6],
+    ...     "error_rate_http": [0.0, 0.5], "error_rate_shed": [0.0, 0.4], "error_rate_client": [0.0, 0.1],
+    ...     "error_rate_server": [0.0, 0.0], "error_rate_timeout": [0.0, 0.1]})
+    >>> plot_errors(levels).axes[0].get_legend_handles_labels()[1]
+    ['shed (HTTP 429/503)', 'client error (other 3xx/4xx)', 'timeout']
+    """
     ordered = _check_levels(levels, ["error_rate"])
-    kinds = [k for k in ERROR_KINDS if f"error_rate_{k}" in ordered.columns]
+    split = "error_rate_shed" in ordered.columns
+    stack = _ERROR_STACK if split else tuple((f"error_rate_{k}", k) for k in ERROR_KINDS)
+    stack = tuple((column, label) for column, label in stack if column in ordered.columns)
     fig = Figure(figsize=_SIZE, layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(ordered))
     bottom = np.zeros(len(ordered))
-    for kind in kinds:
-        values = 100 * ordered[f"error_rate_{kind}"].to_numpy(dtype=float)
-        ax.bar(positions, values, bottom=bottom, label=kind)
+    for column, label in stack:
+        values = 100 * ordered[column].to_numpy(dtype=float)
+        if not np.nan_to_num(values).any():
+            continue
+        ax.bar(positions, values, bottom=bottom, label=label)
         bottom += np.nan_to_num(values)
     x, x_label = _offered(ordered)
     ax.set_xticks(positions, [f"{u:g}" for u in x])
     ax.set_xlabel(x_label)
-    ax.set_ylabel("errors (% of requests)")
-    ax.set_title(title or "Errors by kind against load")
+    ax.set_ylabel("failed (% of requests)")
+    ax.set_title(title or "Failed requests by kind against load")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(title="error kind", fontsize="small")
+    if bottom.any():
+        ax.legend(title="failure", fontsize="small")
+    else:
+        ax.set_ylim(0, 1)
+        _empty_note(ax, "no request failed")
     return fig
 
 
 def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "") -> Figure:
-    """Accuracy (successful, labelled responses) over the run in ``bin_s`` bins, against the load.
+    """Accuracy over the run in ``bin_s`` bins, over every labelled request and among answered ones, against the load.
 
     The load is the active users; in an open-model run (``target_rps`` recorded) it is the stages' target
     rate and the rate achieved in each bin instead, since the users are only a cap there.
@@ -234,6 +288,7 @@ def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "")
         {
             "bin": bins,
             "scored": scored,
+            "labelled": joined["has_truth"].to_numpy(dtype=bool),
             "correct": correct & scored,
             "users": joined["users_active"].to_numpy(dtype=float),
             "target": rate if open_model else np.nan,
@@ -241,6 +296,7 @@ def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "")
     )
     grouped = frame.groupby("bin").agg(
         scored=("scored", "sum"),
+        labelled=("labelled", "sum"),
         correct=("correct", "sum"),
         users=("users", "median"),
         target=("target", "median"),
@@ -249,11 +305,15 @@ def plot_over_time(joined: pd.DataFrame, *, bin_s: float = 5.0, title: str = "")
     centre = (grouped.index.to_numpy(dtype=float) + 0.5) * bin_s
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = 100 * grouped["correct"].to_numpy(dtype=float) / grouped["scored"].to_numpy(dtype=float)
+        effective = 100 * grouped["correct"].to_numpy(dtype=float) / grouped["labelled"].to_numpy(dtype=float)
     fig = Figure(figsize=_SIZE, layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(centre, accuracy, color="tab:blue", marker=".", label="accuracy (%)")
+    ax.plot(centre, effective, color="tab:orange", marker=".", label="over every request")
+    ax.plot(centre, accuracy, color="tab:blue", marker=".", label="among answered requests")
+    ax.set_ylim(-3, 103)
+    ax.legend(loc="lower left", fontsize="small")
     ax.set_xlabel("time since first request (s)")
-    ax.set_ylabel("accuracy of successful responses (%)", color="tab:blue")
+    ax.set_ylabel("accuracy (%)")
     load_ax = ax.twinx()
     if open_model:
         load_ax.step(centre, grouped["target"].to_numpy(dtype=float), where="mid", color="tab:gray", label="target")
@@ -293,16 +353,41 @@ def plot_class_recall(
 def plot_confusion(
     joined: pd.DataFrame, *, levels: list[int], labels: list[str] | None = None, titles: list[str] | None = None
 ) -> Figure:
-    """Row-normalised confusion matrices (scikit-learn) of successful responses, one panel per level."""
-    scored = joined["ok"].to_numpy(dtype=bool) & joined["has_truth"].to_numpy(dtype=bool)
+    """Row-normalised confusion matrices (scikit-learn) of successful responses, one panel per level.
+
+    A level without any successful, labelled answer (every request failed)
+    gets a panel that says so, with its failed requests, instead of a matrix.
+
+    Examples
+    --------
+    >>> joined = pd.DataFrame({"level": [0, 0, 1, 1], "ok": [True, True, False, False], "has_truth": True,
+    ...     "y_true": ["a", "b", "a", "b"], "y_pred": ["a", "b", None, None]})
+    >>> fig = plot_confusion(joined, levels=[0, 1])
+    >>> [t.get_text() for t in fig.axes[1].texts]
+    ['no successful answer at this level (2 requests, 2 failed)']
+    """
+    missing = [c for c in ("level", "ok", "has_truth", "y_true", "y_pred") if c not in joined.columns]
+    if missing:
+        raise AnalysisInputError(f"joined records have no column {', '.join(repr(c) for c in missing)}")
+    ok = joined["ok"].to_numpy(dtype=bool)
+    scored = ok & joined["has_truth"].to_numpy(dtype=bool)
     y_true, y_pred = joined["y_true"].to_numpy(), joined["y_pred"].to_numpy()
-    classes = labels or sorted_classes(np.concatenate([pd.unique(y_true[scored]), pd.unique(y_pred[scored])]))
+    labelled = joined["has_truth"].to_numpy(dtype=bool)
+    classes = labels or sorted_classes(np.concatenate([pd.unique(y_true[labelled]), pd.unique(y_pred[scored])]))
     pairs = LabelPairs(y_true, y_pred)
     level_of = joined["level"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
     fig = Figure(figsize=(5.2 * len(levels), 4.6), layout="constrained")
     for i, level in enumerate(levels):
         ax = fig.add_subplot(1, len(levels), i + 1)
-        true_keys, pred_keys, count = pairs.counts(scored & (level_of == level))
+        at_level = level_of == level
+        true_keys, pred_keys, count = pairs.counts(scored & at_level)
+        if count.sum() == 0 or not classes:
+            n, n_failed = int(at_level.sum()), int((at_level & ~ok).sum())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(titles[i] if titles else f"level {level}")
+            _empty_note(ax, f"no successful answer at this level ({n} requests, {n_failed} failed)")
+            continue
         matrix = confusion_matrix(true_keys.astype(str), pred_keys.astype(str), labels=classes, sample_weight=count)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = matrix / matrix.sum(axis=1, keepdims=True)
@@ -415,14 +500,14 @@ def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str]) -> dict
             figures["class_recall.png"] = plot_class_recall(recall, users=users, unit=summary.load_unit)
         classes = sorted_classes(np.concatenate([pd.unique(joined["y_true"]), pd.unique(joined["y_pred"])]))
         if len(classes) <= 30:
-            base, top = summary.baseline, summary.highest_load
+            base, other, which = summary.baseline, *confusion_level(summary)
             figures["confusion.png"] = plot_confusion(
                 joined,
-                levels=[base.level, top.level],
+                levels=[base.level, other.level],
                 labels=classes,
                 titles=[
                     f"baseline: {base.load if base.load is not None else base.users:g} {summary.load_unit}",
-                    f"highest load: {top.load if top.load is not None else top.users:g} {summary.load_unit}",
+                    f"{which}: {other.load if other.load is not None else other.users:g} {summary.load_unit}",
                 ],
             )
     paths = {}

@@ -1,10 +1,35 @@
-"""Pass/fail rules for CI: ``accuracy_drop<=0.01``, ``effective_accuracy>=0.9@users>=50``, ``p95_ms<=200``.
+"""Pass/fail rules for CI: ``accuracy_drop<=0.01``, ``accuracy>=0.9@users>=50``, ``p95_ms<=200``.
 
 A rule holds when it holds at every selected load level: an upper bound
 (``<=``, ``<``) is measured at the level with the highest value, a lower bound
 at the level with the lowest. Capacity metrics (``goodput``, ``throughput``)
 are the exception: they are measured at the best level, since a run passes
 ``goodput>=100`` when it reached 100 good answers per second somewhere.
+
+Quality counts every request unless a metric says ``answered``: a request
+that failed, timed out or was shed (HTTP 429/503) is a lost answer, which is
+what the client got, so a server cannot pass by refusing the load.
+
+- ``accuracy``: accuracy over every labelled request, a lost answer counted
+  as wrong (the level table's ``effective_accuracy``; ``effective_accuracy``
+  is the same figure).
+- ``answered_accuracy``: accuracy among answered (successful) requests only,
+  i.e. model quality (the level table's ``accuracy``). ``balanced_accuracy``,
+  ``f1_macro`` and the other scikit-learn metrics are among answered requests
+  too.
+- ``accuracy_drop``: baseline minus level, accuracy over every request,
+  paired per sample (the mean over the samples both levels sent of each
+  sample's drop; 0 when no answer changed); ``effective_accuracy_drop`` is the
+  same figure. ``answered_accuracy_drop`` is the paired drop among answered
+  requests. A level table without the paired columns (built by hand), or a
+  level that shares no sample with the baseline, is judged on the marginal
+  drop of the level's figures instead.
+- ``lost_rate`` (wrong or failed, of every request), ``wrong_rate`` (answered
+  but wrong), ``failed_rate`` (= ``error_rate``: every failure),
+  ``shed_rate`` (HTTP 429/503), ``client_error_rate`` (other 3xx/4xx: the
+  scenario asks wrongly), ``server_error_rate`` (other HTTP errors), and
+  ``error_rate_<kind>`` per error kind.
+- ``coverage``: share of the dataset's samples a level sent.
 """
 
 from __future__ import annotations
@@ -31,9 +56,24 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 _CAPACITY = {"goodput": "goodput_rps", "throughput": "throughput_rps"}
-_DROPS = {"accuracy_drop": "accuracy", "effective_accuracy_drop": "effective_accuracy"}
+#: Drop metric: (paired column of the level table, column whose marginal drop stands in without it).
+_DROPS = {
+    "accuracy_drop": ("accuracy_drop", "effective_accuracy"),
+    "effective_accuracy_drop": ("accuracy_drop", "effective_accuracy"),
+    "answered_accuracy_drop": ("answered_accuracy_drop", "accuracy"),
+}
+#: Rule metric to the level table's column, where the names differ.
+_ALIASES = {
+    "accuracy": "effective_accuracy",
+    "answered_accuracy": "accuracy",
+    "failed_rate": "error_rate",
+    "shed_rate": "error_rate_shed",
+    "client_error_rate": "error_rate_client",
+    "server_error_rate": "error_rate_server",
+}
 _COLUMNS = (
     "accuracy",
+    "answered_accuracy",
     "effective_accuracy",
     "balanced_accuracy",
     "precision_macro",
@@ -62,7 +102,17 @@ _COLUMNS = (
     "lag_p99_ms",
     "lag_max_ms",
     "late_share",
+    "lost_rate",
+    "wrong_rate",
+    "failed_rate",
+    "shed_rate",
+    "client_error_rate",
+    "server_error_rate",
+    "coverage",
     "error_rate",
+    "error_rate_shed",
+    "error_rate_client",
+    "error_rate_server",
     "error_rate_http",
     "error_rate_timeout",
     "error_rate_connection",
@@ -166,10 +216,17 @@ where_field='users', where_op='>=', where_value=50.0)
 
 def _values(levels: pd.DataFrame, metric: str) -> pd.Series:
     if metric in _DROPS:
-        column = _DROPS[metric]
-        baseline = float(load_order(levels)[column].iloc[0])
-        return baseline - levels[column].astype(float)
-    column = _CAPACITY.get(metric, metric)
+        paired, column = _DROPS[metric]
+        if column in levels.columns:
+            baseline = float(load_order(levels)[column].iloc[0])
+            marginal = baseline - levels[column].astype(float)
+        else:
+            marginal = pd.Series(np.nan, index=levels.index)
+        if paired not in levels.columns:
+            return marginal
+        # a level that shares no sample with the baseline has no paired drop: its marginal drop still counts
+        return levels[paired].astype(float).fillna(marginal)
+    column = _CAPACITY.get(metric, _ALIASES.get(metric, metric))
     if column not in levels.columns:
         return pd.Series(np.nan, index=levels.index)
     return levels[column].astype(float)
@@ -197,12 +254,22 @@ def check_rules(levels: pd.DataFrame, rules: Sequence[str | Rule]) -> pd.DataFra
     Examples
     --------
     >>> levels = pd.DataFrame({"level": [0, 1, 2], "users": [2.0, 50.0, 100.0],
-    ...     "accuracy": [0.95, 0.94, 0.80], "p95_ms": [40.0, 90.0, 300.0], "goodput_rps": [30.0, 90.0, 60.0]})
+    ...     "effective_accuracy": [0.95, 0.94, 0.80], "p95_ms": [40.0, 90.0, 300.0], "goodput_rps": [30.0, 90.0, 60.0]})
     >>> check_rules(levels, ["accuracy_drop<=0.02@users<=50", "p95_ms<=200", "goodput>=80"])[
     ...     ["rule", "measured", "at_users", "verdict"]].to_dict("records")
     [{'rule': 'accuracy_drop<=0.02@users<=50', 'measured': 0.01..., 'at_users': 50.0, 'verdict': 'pass'}, \
 {'rule': 'p95_ms<=200', 'measured': 300.0, 'at_users': 100.0, 'verdict': 'fail'}, \
 {'rule': 'goodput>=80', 'measured': 90.0, 'at_users': 50.0, 'verdict': 'pass'}]
+
+    A server that sheds almost every request at the top level answers the
+    few it keeps well: it passes among answered requests, not over every one.
+
+    >>> shed = pd.DataFrame({"level": [0, 1], "users": [2.0, 64.0], "accuracy": [0.95, 0.96],
+    ...     "effective_accuracy": [0.95, 0.02], "accuracy_drop": [0.0, 0.93], "answered_accuracy_drop": [0.0, -0.01],
+    ...     "error_rate_shed": [0.0, 0.98]})
+    >>> check_rules(shed, ["accuracy_drop<=0.01", "answered_accuracy_drop<=0.01", "accuracy>=0.9",
+    ...     "answered_accuracy>=0.9", "shed_rate<=1%"])["verdict"].tolist()
+    ['fail', 'pass', 'fail', 'pass', 'fail']
     """
     for column in ("level", "users"):
         if column not in levels.columns:

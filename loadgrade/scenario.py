@@ -84,7 +84,9 @@ class DatasetSpec(_Strict):
     input_field: str | None = None
     order: Order = "sequential"
     seed: Seed = 0
-    passes: Count | None = Field(None, description="Stop after replaying the dataset this many times")
+    passes: Count | None = Field(
+        None, description="Each stage replays the dataset at most this many times; the run stops after the last"
+    )
     task: Literal["classification", "regression", "text"] | None = None
 
     @field_validator("path")

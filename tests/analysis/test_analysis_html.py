@@ -117,29 +117,47 @@ def test_report_html_table_matches_levels_csv(make_run):
     assert shown["level"].astype(int).tolist() == levels["level"].tolist()
     assert shown["n"].astype(int).tolist() == levels["n"].tolist()
     assert shown["users"].astype(float).tolist() == levels["users"].tolist()
-    accuracy = shown["accuracy % [95% CI]"].str.extract(r"^([\d.]+) \[([\d.]+), ([\d.]+)\]$").astype(float)
-    for position, column in enumerate(["accuracy", "accuracy_low", "accuracy_high"]):
-        assert accuracy[position].to_numpy() == pytest.approx(100 * levels[column].to_numpy(), abs=0.051)
-    percent = {"effective accuracy %": "effective_accuracy", "errors %": "error_rate"}
+    for label, name in (
+        ("accuracy over every request % [95% CI]", "effective_accuracy"),
+        ("accuracy among answered % [95% CI]", "accuracy"),
+    ):
+        accuracy = shown[label].str.extract(r"^([\d.]+) \[([\d.]+), ([\d.]+)\]$").astype(float)
+        for position, column in enumerate([name, f"{name}_low", f"{name}_high"]):
+            assert accuracy[position].to_numpy() == pytest.approx(100 * levels[column].to_numpy(), abs=0.051)
+    percent = {"lost %": "lost_rate", "errors %": "error_rate", "coverage %": "coverage"}
+    percent["shed %"] = "error_rate_shed"  # synth_run's HTTP errors are all 503
+    assert "server errors %" not in shown.columns  # no level had one
     percent.update({f"{k} %": f"error_rate_{k}" for k in ("http", "timeout", "connection", "decode", "extract")})
+    assert shown["samples"].astype(int).tolist() == levels["n_samples"].tolist()
     plain = {"req/s": "throughput_rps", "p50 ms": "p50_ms", "p95 ms": "p95_ms", "p99 ms": "p99_ms"}
     plain["goodput/s"] = "goodput_rps"
     for label, column in percent.items():
         assert shown[label].astype(float).to_numpy() == pytest.approx(100 * levels[column].to_numpy(), abs=0.051)
     for label, column in plain.items():
         assert shown[label].astype(float).to_numpy() == pytest.approx(levels[column].to_numpy(), abs=0.051)
-    assert shown["vs baseline"].tolist() == ["baseline", "ok", "DEGRADED"]
+    # 8 users lose 6.7 % of their requests: over every request that level is degraded too
+    assert shown["vs baseline"].tolist() == ["baseline", "DEGRADED", "DEGRADED"]
     rules = _parse(text).tables["rules"]
     assert [row[0] for row in rules[1:]] == SLO["rules"]
     assert [row[3] for row in rules[1:]] == ["fail", "fail"]
 
 
 def test_render_html_without_rules_or_charts(make_run):
-    analysis = analyse_run(make_run(RAMP[:2]))
+    analysis = analyse_run(make_run((Level(2, 300, 0.95), Level(8, 300, 0.95))))
     text = render_html(analysis)
     assert "SLO rules: none set" in text
     assert "Charts were not written" in text
     assert "Quality knee: none, holds up to the highest load tested (8 users, level 1)." in text
+    assert "Quality holds up to the highest load tested, 8 users (level 1): accuracy over every request" in text
+
+
+def test_render_html_headline_names_where_quality_breaks(make_run):
+    # 5 % of the requests at 8 users fail: over every request that is a loss, not "holds"
+    analysis = analyse_run(make_run(RAMP[:2]))
+    text = render_html(analysis)
+    assert "Quality knee: 2 users (level 0); fails from 8 users (level 1)" in text
+    assert '<strong id="verdict">Quality breaks at 8 users (level 1) through lost requests and wrong answers' in text
+    assert "of requests failed (connection: " in text
     page = _parse(text)
     versions = dict(row for row in page.tables["versions"][1:])
     assert versions == {"loadgrade": "0.1.0", "analysis": "0.1.0"}

@@ -28,6 +28,7 @@ from analysis import (
     regression_metrics,
     wilson_interval,
 )
+from analysis.stats import sample_wilson_interval
 
 LEVELS = (Level(2, 400, 0.95, latency_ms=20), Level(8, 400, 0.9, 0.05, 60), Level(32, 600, 0.7, 0.2, 150))
 
@@ -164,8 +165,14 @@ def test_level_metrics_agree_with_sklearn_and_numpy():
         np.testing.assert_allclose(recall_table.loc[level].to_numpy(float), recalls, atol=1e-12)
         correct = (group["ok"] & (group["y_pred"] == group["y_true"])).to_numpy(bool)
         assert row["effective_accuracy"] == pytest.approx(correct.mean(), abs=1e-12)
-        low, high = wilson_interval(correct.sum(), len(group))
+        # the intervals take the sample as the unit: per-sample counts of correct answers and requests
+        per_sample = group.assign(hit=correct).groupby("sample_id")["hit"].agg(["sum", "size"])
+        low, high, n_eff = sample_wilson_interval(per_sample["sum"], per_sample["size"])
         assert (row["effective_accuracy_low"], row["effective_accuracy_high"]) == (low, high)
+        assert row["effective_accuracy_n_eff"] == n_eff <= len(group)
+        answered = scored.assign(hit=scored["y_pred"] == scored["y_true"]).groupby("sample_id")["hit"]
+        low, high, _ = sample_wilson_interval(answered.sum(), answered.size())
+        assert (row["accuracy_low"], row["accuracy_high"]) == (low, high)
         latency = scored["latency_ms"].to_numpy()
         for q in (50, 90, 95, 99):
             assert row[f"p{q}_ms"] == pytest.approx(np.percentile(latency, q), abs=1e-12)

@@ -38,7 +38,7 @@ def test_chart_functions_return_labelled_figures(make_run):
     assert ax.get_title() == "Accuracy against load"
     assert ax.get_xlabel() == "offered load (users)"
     assert plot_latency(analysis.levels, slo_latency_ms=100).axes[0].get_ylabel() == "latency (ms)"
-    assert plot_errors(analysis.levels).axes[0].get_ylabel() == "errors (% of requests)"
+    assert plot_errors(analysis.levels).axes[0].get_ylabel() == "failed (% of requests)"
     recall = pd.DataFrame({"0": [1.0, 0.5], "1": [0.9, np.nan]}, index=pd.Index([0, 1], name="level"))
     assert len(plot_class_recall(recall).axes) == 2  # heatmap and its colour bar
 

@@ -54,21 +54,67 @@ def test_check_rules_worst_level_semantics():
         LEVELS,
         [
             "accuracy_drop<=0.01",
-            "accuracy_drop<=0.03@users<=50",
+            "accuracy_drop<=0.05@users<=50",
             "effective_accuracy>=0.9@users>=50",
             "effective_accuracy>=0.9@users<=50",
             "p95_ms<=200",
             "goodput>=100",
             "error_rate<=0.01@users<100",
             "throughput>150",
+            "answered_accuracy_drop<=0.01",
+            "answered_accuracy_drop<=0.03@users<=50",
         ],
     ).set_index("rule")
-    assert results.loc["accuracy_drop<=0.01", "measured"] == pytest.approx(0.25)
+    # a hand-built table has no paired drops: the marginal drop of accuracy over every request stands in,
+    # and the 20 % of failed requests at 100 users count as lost answers (0.95 - 0.55, not 0.95 - 0.70)
+    assert results.loc["accuracy_drop<=0.01", "measured"] == pytest.approx(0.40)
     assert results.loc["accuracy_drop<=0.01", "at_users"] == 100.0
-    assert results["passed"].tolist() == [False, True, False, True, False, True, True, False]
+    assert results.loc["answered_accuracy_drop<=0.01", "measured"] == pytest.approx(0.25)
+    assert results["passed"].tolist() == [False, True, False, True, False, True, True, False, False, True]
     assert results.loc["goodput>=100", "measured"] == 120.0
     assert results.loc["effective_accuracy>=0.9@users>=50", "measured"] == 0.55
     assert results.loc["effective_accuracy>=0.9@users>=50", "levels"] == 2
+
+
+def test_accuracy_counts_every_request_and_answered_accuracy_the_answered_ones():
+    results = check_rules(LEVELS, ["accuracy>=0.6", "answered_accuracy>=0.6", "effective_accuracy>=0.6"])
+    assert results["measured"].tolist() == [0.55, 0.70, 0.55]
+    assert results["verdict"].tolist() == ["fail", "pass", "fail"]
+
+
+def test_paired_drop_columns_are_read_and_a_missing_pair_falls_back_to_the_marginal_drop():
+    levels = LEVELS.assign(accuracy_drop=[0.0, 0.002, np.nan, 0.30], answered_accuracy_drop=[0.0, 0.001, 0.01, 0.20])
+    results = check_rules(
+        levels, ["accuracy_drop<=0.035", "accuracy_drop<=0.035@users<100", "answered_accuracy_drop<0.2"]
+    )
+    # level 3's paired drop (0.30) decides, not its marginal drop (0.40); level 2 shares no sample with the
+    # baseline: its marginal drop 0.95 - 0.91 = 0.04 is judged
+    assert results["measured"].tolist() == pytest.approx([0.30, 0.04, 0.20])
+    assert results["at_users"].tolist() == [100.0, 50.0, 100.0]
+    assert results["passed"].tolist() == [False, False, False]
+
+
+def test_loss_rate_metrics_read_their_columns():
+    levels = LEVELS.assign(
+        error_rate_shed=[0.0, 0.0, 0.0, 0.15],
+        error_rate_client=[0.0, 0.01, 0.0, 0.0],
+        error_rate_server=[0.0, 0.0, 0.005, 0.05],
+        lost_rate=[0.05, 0.06, 0.09, 0.45],
+        wrong_rate=[0.05, 0.05, 0.085, 0.25],
+        coverage=[1.0, 1.0, 0.5, 1.0],
+    )
+    rules = [
+        "shed_rate<=1%",
+        "client_error_rate==0",
+        "server_error_rate<=0.05",
+        "failed_rate<=0.2",
+        "lost_rate<=0.1@users<=50",
+        "wrong_rate<=0.1",
+        "coverage>=1",
+    ]
+    results = check_rules(levels, rules)
+    assert results["measured"].tolist() == pytest.approx([0.15, 0.01, 0.05, 0.2, 0.09, 0.25, 0.5])
+    assert results["verdict"].tolist() == ["fail", "fail", "pass", "pass", "pass", "fail", "fail"]
 
 
 def test_rule_without_matching_level_fails_closed():
