@@ -1,7 +1,7 @@
 """The second baseline for the overhead benchmark: loadgrade's own HTTP client, recording nothing.
 
 Each user sends the same pre-encoded payloads as ``bare_locustfile.py`` through :class:`loadgrade.client.EndpointClient`
-and reports every request to Locust's ``request`` event, as the replay does; no dataset partitioning, no reply
+and reports every request to Locust's ``request`` event, as the replay does; no hand-out of samples, no reply
 parsing, no records. Against it, loadgrade's full user shows what the recording itself costs.
 """
 

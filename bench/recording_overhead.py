@@ -1,9 +1,9 @@
-"""How fast does loadgrade's user (dataset partitioning, reply parsing, a record per request written to one CSV)
+"""How fast does loadgrade's user (the samples' hand-out, reply parsing, a record per request written to one CSV)
 send load, against a bare FastHttpUser POSTing the same payloads to the same fast endpoint?
 
 Three users run as one Locust process each, with the same users against ``bench/fast_server.py``, one after the
 other, several rounds in one invocation: the bare FastHttpUser (``bench/bare_locustfile.py``), loadgrade's HTTP
-client alone (``bench/client_locustfile.py``: no partitioning, parsing or records) and loadgrade's user
+client alone (``bench/client_locustfile.py``: no hand-out, parsing or records) and loadgrade's user
 (``locustfiles/replay.py``). The first ratio is the target; the second is what the recording itself costs. Locust
 is pinned to one core and the server to the other when ``taskset`` exists. Two figures per run, both over the
 steady middle of the run (ramp-up and start-up excluded):

@@ -167,6 +167,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     controller = controller_of(environment)
     runner = environment.runner
     run, replay = controller.run, controller.replay
+    if isinstance(runner, MasterRunner):  # first: --processes children say hello as soon as they are up
+        runner.register_message(MSG_HELLO, run.on_hello)
     if isinstance(runner, MasterRunner | LocalRunner):
         options = environment.parsed_options
         headless = bool(options is not None and getattr(options, "headless", False))
@@ -188,7 +190,6 @@ def _on_init(environment: Environment, **_: Any) -> None:
         runner.register_message(MSG_DRAINED, run.on_drained)
         controller.quality.setup(environment.web_ui)
     if isinstance(runner, MasterRunner):
-        runner.register_message(MSG_HELLO, run.on_hello)
         runner.register_message(MSG_LEAVING, run.on_leaving)
         environment.events.worker_report.add_listener(run.on_worker_report)
     if isinstance(runner, WorkerRunner | LocalRunner):

@@ -184,7 +184,6 @@ class MasterRun:
         self._manual_users: int | None = None
         self._sampler: gevent.Greenlet | None = None
         self._watcher: gevent.Greenlet | None = None
-        self.last_gate: Any = None
         self._refused_before: dict[str, str] = {}  # client id -> why, kept across the tests of one master
 
     @property
@@ -298,8 +297,8 @@ class MasterRun:
         session.writer.flush()
         self.timeline.close(time.time())
         session.write_info(t_end=None, locust_requests=None, locust_failures=None)
-        try:
-            analysis = analyse_run(session.run_dir, progress=False)
+        try:  # in a thread: the master's loop goes on meanwhile (rows, heartbeats: workers quit after 6 s of silence)
+            analysis = gevent.get_hub().threadpool.apply(analyse_run, (session.run_dir,), {"progress": False})
         except AnalysisInputError as exc:
             return False, [f"cannot be judged: {exc}"]
         finally:
@@ -368,7 +367,8 @@ class MasterRun:
         self.session = RunSession(
             scenario, self._next_run_dir(scenario), self.timeline, run_id=self.run_id, dataset_size=len(dataset)
         )
-        workers = self._live_workers() if self.is_master else [LOCAL]
+        self.session.refused.update(self._refused_before)  # run.json lists the workers refused before it began
+        workers = [w for w in self._live_workers() if w not in self._refused_before] if self.is_master else [LOCAL]
         for client_id in workers:
             index = self.runner.get_worker_index(client_id) if self.is_master else 0
             self.session.join(client_id, index)
@@ -603,7 +603,6 @@ class MasterRun:
         from loadgrade.gate import gate
 
         result = gate(session.run_dir, rules)
-        self.last_gate = result
         print("\n".join(result.lines), file=sys.stderr, flush=True)
         if not self._option("no_gate", False):
             self.environment.process_exit_code = result.exit_code

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from locust.env import Environment
 from locust.exception import CatchResponseError
+from locust.runners import WorkerRunner
 
 import logging
 import os
@@ -162,7 +163,11 @@ class WorkerReplay:
     # ------------------------------------------------------------------------------------------ identity
 
     def say_hello(self) -> None:
-        """Tell the master who this worker is, so that a worker of another run is refused before it sends."""
+        """Tell the master who this worker is, so that a worker of another run is refused before it sends.
+
+        Said at start-up and again when a test starts (a master still starting up may not have heard the first),
+        always before the first ask for samples, on the same socket.
+        """
         options = self.environment.parsed_options
         self.runner.send_message(
             MSG_HELLO,
@@ -259,6 +264,8 @@ class WorkerReplay:
     def begin(self) -> None:
         """Prepare this process's replay; on workers the scenario option arrives with the spawn."""
         scenario = self.controller.ensure_scenario()
+        if isinstance(self.runner, WorkerRunner):
+            self.say_hello()
         self.dataset = scenario.data()
         self.protocol = scenario.protocol
         self.buffer = SampleBuffer(self._ask)

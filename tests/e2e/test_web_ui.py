@@ -67,3 +67,29 @@ def test_start_stop_start_gives_two_separate_runs(tmp_path: Path, reference_serv
     (first_info, first), (second_info, second) = frames
     assert first["t_sent"].max() <= first_info["t_end"] <= second_info["t_start"] <= second["t_sent"].min()
     assert not (tmp_path / "run-3").exists()
+
+
+def test_a_user_count_changed_by_hand_is_a_stage_live_and_offline(tmp_path: Path, reference_server: str) -> None:
+    """Editing the users in the web UI starts a stage in run.json; the Quality tab's levels are the analysis's."""
+    from analysis import analyse_run
+
+    scenario = write_scenario(tmp_path / "s.yaml", DIGITS)
+    form = {"spawn_rate": "10", "host": reference_server, "scenario": str(scenario)}
+    with web_ui(scenario, tmp_path / "run", processes=2) as ui:
+        assert _post(f"{ui}/swarm", {**form, "user_count": "1"})["success"]
+        _wait_for_state(ui, {"running"})
+        time.sleep(3)
+        assert _post(f"{ui}/swarm", {**form, "user_count": "4"})["success"]  # the edit while running
+        time.sleep(3)
+        _post(f"{ui}/stop", {})
+        _wait_for_state(ui, {"stopped"})
+        time.sleep(1)
+        live = pd.read_csv(f"{ui}/quality/stages.csv")
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [stage["target_users"] for stage in info["stages"]] == [1, 4]
+    levels = analyse_run(tmp_path / "run", progress=False).levels
+    assert levels["users"].tolist() == [1.0, 4.0]
+    assert live["n"].tolist() == levels["n"].tolist()
+    # both workers took part once the edit gave them users
+    records = pd.read_csv(tmp_path / "run" / "records.csv", dtype={"sample_id": str})
+    assert set(records.loc[records["stage"] == 1, "worker_index"]) == {0, 1}
