@@ -16,7 +16,7 @@ from __future__ import annotations
 import locust.runners
 from locust import events
 from locust.env import Environment
-from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, WorkerRunner
 from locust.shape import LoadTestShape
 
 import logging
@@ -196,6 +196,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
         replay.register(runner, distributed=isinstance(runner, WorkerRunner))
     if isinstance(runner, WorkerRunner):
         replay.say_hello()
+        if runner.worker_state in (STATE_SPAWNING, STATE_RUNNING):
+            # joined a running test: its spawn (and test_start) came while the runner was still connecting, before
+            # environment.runner was set, so our test_start listener could not tell it was a worker
+            _on_test_start(environment)
         # Added after the runner's own quitting listener, and quitting fires in reverse order: our rows and
         # stats reach the master before the worker's "quit" message does.
         environment.events.quitting.add_listener(replay.leave)

@@ -99,8 +99,9 @@ class RunSession:
         """Count a worker in (once); False for a refused one."""
         if client_id in self.refused:
             return False
-        if client_id not in self.ledger.accounts:
+        if client_id not in self.joined_at:
             self.ledger.join(client_id, worker_index)
+            self.ledger.accounts[client_id].worker_index = worker_index
             self.joined_at[client_id] = time.time()
             self.outstanding.setdefault(client_id, 0)
         return True
@@ -422,7 +423,7 @@ class MasterRun:
                     f"worker {client_id} left without shipping its last rows; the run goes on without it "
                     "(run.json lists it under workers_left with an estimate of the requests it did not report)"
                 )
-            for client_id in live - set(session.ledger.accounts) - set(session.refused):
+            for client_id in live - set(session.joined_at) - set(session.refused):
                 self._join_late(session, client_id)
             self._stop_if_exhausted(session)
 
@@ -472,7 +473,7 @@ class MasterRun:
         if session is None or session.stopping or self.is_refused(client_id):
             self.runner.send_message(MSG_CHUNK, {"items": [], "epoch": -1, "done": True}, client_id=client_id)
             return
-        if client_id not in session.ledger.accounts:
+        if client_id not in session.joined_at:
             self._join_late(session, client_id)
         dispenser = session.dispenser
         items = dispenser.take(dispenser.chunk_size(int(msg.data["n"]), len(session.workers)))
@@ -492,8 +493,13 @@ class MasterRun:
         session.dispenser.give_back(items, epoch=int(msg.data["epoch"]))
 
     def on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
-        if self.session is not None and "stats_total" in data:
-            self.session.ledger.stats_reported(client_id, int(data["stats_total"].get("num_requests", 0)))
+        session = self.session
+        if session is None or client_id in session.refused:
+            return
+        if client_id not in session.joined_at:
+            self._join_late(session, client_id)
+        if "stats_total" in data:
+            session.ledger.stats_reported(client_id, int(data["stats_total"].get("num_requests", 0)))
 
     def on_leaving(self, environment: Environment, msg: Any, **_: Any) -> None:
         if self.session is not None:
@@ -521,7 +527,7 @@ class MasterRun:
         if session is None or session.writer.closed:
             logger.error(f"{len(rows)} rows from {msg.node_id} arrived after the run ended")
             return
-        if msg.node_id not in session.ledger.accounts or msg.node_id in session.refused:
+        if msg.node_id not in session.joined_at or msg.node_id in session.refused:
             logger.error(f"ignored {len(rows)} rows from {msg.node_id}, which is not a worker of this run")
             return
         requests = int(msg.data.get("requests", len(rows)))

@@ -29,6 +29,7 @@ from loadgrade.client import EndpointClient, endpoint_client
 from loadgrade.dataset import Dataset
 from loadgrade.messages import (
     MSG_CHUNK,
+    MSG_DRAIN,
     MSG_DRAINED,
     MSG_HELLO,
     MSG_LEAVING,
@@ -88,8 +89,8 @@ class SampleBuffer:
     def next(self) -> tuple[int, int] | None:
         """The next sample and its pass, waiting (bounded) for the master's answer; None when there is none."""
         self._refill()
-        if not self._items and self._pending:
-            self._arrived.wait(WAIT_FOR_SAMPLES_S)
+        if not self._items and self._pending and not self._arrived.wait(WAIT_FOR_SAMPLES_S):
+            self._pending = False  # no answer (lost, or the master is busy): ask again next time
         if not self._items:
             return None
         item = self._items.popleft()
@@ -263,8 +264,11 @@ class WorkerReplay:
 
     def begin(self) -> None:
         """Prepare this process's replay; on workers the scenario option arrives with the spawn."""
+        if self.buffer is not None:  # this test's replay has begun already (see the init listener)
+            return
         scenario = self.controller.ensure_scenario()
         if isinstance(self.runner, WorkerRunner):
+            self.register(self.runner, distributed=True)
             self.say_hello()
         self.dataset = scenario.data()
         self.protocol = scenario.protocol
@@ -422,12 +426,14 @@ class WorkerReplay:
         self.runner.send_message(MSG_DRAINED, None)
 
     def register(self, runner: Any, *, distributed: bool) -> None:
-        """Listen to the master's messages (a standalone process talks to itself through the same calls)."""
-        runner.register_message(MSG_CHUNK, self.on_chunk)
-        runner.register_message(MSG_RESET, self.on_reset)
-        if distributed:
-            from loadgrade.messages import MSG_DRAIN
+        """Listen to the master's messages (a standalone process talks to itself through the same calls).
 
-            runner.register_message(MSG_RATE, self.on_rate)
-            runner.register_message(MSG_DRAIN, self.on_drain)
-            runner.register_message(MSG_REFUSE, self.on_refuse)
+        Called in ``init`` and again when a test starts: a worker that joins a running test gets its spawn (and
+        so its ``test_start``) while it is still connecting, before ``init``.
+        """
+        handlers = {MSG_CHUNK: self.on_chunk, MSG_RESET: self.on_reset}
+        if distributed:
+            handlers |= {MSG_RATE: self.on_rate, MSG_DRAIN: self.on_drain, MSG_REFUSE: self.on_refuse}
+        for kind, handler in handlers.items():
+            if kind not in runner.custom_messages:
+                runner.register_message(kind, handler)

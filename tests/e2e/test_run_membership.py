@@ -6,6 +6,7 @@ Real Locust masters and workers on 127.0.0.1, each on a port of its own, each st
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,19 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.support.locust_run import (
-    LOCUSTFILE,
-    ROOT,
-    _environment,
-    _stop,
-    assert_spine_invariants,
-    free_port,
-    run_locust,
-    write_scenario,
-)
+from tests.support.locust_run import LOCUSTFILE, ROOT, _environment, _stop, free_port, run_locust, write_scenario
 
 DIGITS = ROOT / "scenarios" / "digits.yaml"
-IDS = pd.read_csv(ROOT / "scenarios/data/digits_test.csv", dtype={"id": str})["id"]
 
 
 def locust(*args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -45,20 +36,34 @@ def wait_for(predicate, *, timeout: float, what: str) -> None:  # type: ignore[n
         time.sleep(0.2)
 
 
-def test_a_worker_that_joins_late_takes_samples_and_is_listed(tmp_path: Path, reference_server: str) -> None:
-    """--expect-workers 2 with the second worker 3 s late: every sample once, both workers listed in run.json."""
-    scenario = write_scenario(
-        tmp_path / "s.yaml",
-        DIGITS,
-        dataset={"passes": 1},
-        load={"kind": "users", "users": 4, "run_time_s": 60, "_replace": True},
-    )
-    run = run_locust(scenario, tmp_path / "run", mode="workers", host=reference_server, workers_after_s=3)
-    records = assert_spine_invariants(run)
-    assert sorted(records["sample_id"]) == sorted(IDS)
-    workers = run.info["workers"]
-    assert len(workers) == 2
-    assert all(w["joined_at"] is not None and w["left"] is None for w in workers)
+def test_a_worker_that_joins_mid_run_takes_samples_and_is_listed(tmp_path: Path, reference_server: str) -> None:
+    """A second worker joins during the first stage: from the next stage on it has users, and they send."""
+    port = free_port()
+    steps = [{"users": 2, "duration_s": 5}, {"users": 4, "duration_s": 5}]
+    scenario = write_scenario(tmp_path / "s.yaml", DIGITS, load={"kind": "steps", "_replace": True, "steps": steps})
+    common = ["--exit-code-on-error", "0", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    master = locust(
+        "--headless", "--scenario", str(scenario), "--host", reference_server, "--run-dir", str(tmp_path / "run"),
+        "--no-gate", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+        "--expect-workers", "1", "--exit-code-on-error", "0", log=tmp_path / "master.log",
+    )  # fmt: skip
+    started = [master, locust("--worker", *common, log=tmp_path / "w0.log")]
+    try:
+        records = tmp_path / "run" / "records.csv"
+        wait_for(lambda: records.exists() and records.stat().st_size > 2000, timeout=60, what="the first rows")
+        started.append(locust("--worker", *common, log=tmp_path / "w1.log"))
+        master.wait(timeout=60)
+    finally:
+        for process in started:
+            _stop(process)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["records_written"] == info["locust_requests"], (tmp_path / "master.log").read_text()[-3000:]
+    late = [w for w in info["workers"] if w["joined_at"] > info["t_start"] + 0.5]
+    assert len(info["workers"]) == 2
+    assert len(late) == 1
+    sent = pd.read_csv(records, dtype={"sample_id": str})
+    second_stage = sent[sent["stage"] == 1]
+    assert (second_stage["worker_index"] == late[0]["worker_index"]).sum() > 0  # its users sent, none idled
 
 
 def test_processes_children_of_a_master_that_could_not_bind_are_refused(tmp_path: Path, reference_server: str) -> None:

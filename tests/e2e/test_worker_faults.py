@@ -143,7 +143,9 @@ def test_master_started_before_its_workers(tmp_path: Path, reference_server: str
     assert sorted(records["sample_id"]) == sorted(
         pd.read_csv(ROOT / "scenarios/data/digits_test.csv", dtype={"id": str})["id"]
     )
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["workers_left"] == []
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["workers_left"] == []
+    assert len(info["workers"]) == 2  # run.json lists every worker
 
 
 @pytest.mark.parametrize("mode", ["standalone", "processes"])
