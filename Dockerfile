@@ -23,7 +23,6 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md ./
 COPY loadgrade ./loadgrade
 COPY analysis ./analysis
-COPY servers ./servers
 COPY locustfiles ./locustfiles
 COPY scenarios ./scenarios
 RUN pip install --no-deps . && rm -rf build ./*.egg-info

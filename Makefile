@@ -44,7 +44,7 @@ integration: $(SERVERS_STAMP) setup
 	$(BIN)/python -m pytest tests/integration
 
 unit: setup
-	$(BIN)/python -m pytest tests/unit loadgrade analysis
+	$(BIN)/python -m pytest tests/unit loadgrade
 
 bench: setup
 	$(BIN)/python bench/recording_overhead.py

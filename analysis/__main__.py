@@ -1,8 +1,8 @@
-"""``python -m analysis``: see :mod:`analysis.cli`."""
+"""``python -m analysis`` from the repository root: the same command as ``loadgrade report|check|compare``."""
 
 import sys
 
-from analysis.cli import main
+from loadgrade.analysis.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

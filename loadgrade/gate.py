@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import pandas as pd
 
-    from analysis.rules import Rule
+    from loadgrade.analysis.rules import Rule
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_UNJUDGED", "GateResult", "RuleVerdict", "format_gate", "gate"]
 
@@ -66,7 +66,7 @@ def gate(run_dir: Path, rules: Sequence[str]) -> GateResult:
     try:
         verdicts, unit, warnings = _judge(Path(run_dir), rules)
     except Exception as exc:  # AnalysisInputError above all; the gate ends a run and must not crash it
-        from analysis import AnalysisInputError
+        from loadgrade.analysis import AnalysisInputError
 
         reason = str(exc) if isinstance(exc, AnalysisInputError) else f"{type(exc).__name__}: {exc}"
         lines = [f"{head}: cannot judge the run: {' '.join(reason.split())}", _exit_line(EXIT_UNJUDGED)]
@@ -92,8 +92,8 @@ def format_gate(result: GateResult) -> str:
 
 
 def _judge(run_dir: Path, rules: Sequence[str]) -> tuple[list[RuleVerdict], str, list[str]]:
-    from analysis import AnalysisInputError, analyse_run, check_rules, load_order, parse_rule, read_run_info
-    from analysis.degradation import load_unit
+    from loadgrade.analysis import AnalysisInputError, analyse_run, check_rules, load_order, parse_rule, read_run_info
+    from loadgrade.analysis.degradation import load_unit
 
     parsed = [parse_rule(r) for r in rules]  # a typo in a rule is found before the records are read
     info = read_run_info(run_dir) if run_dir.is_dir() else {}
@@ -134,7 +134,7 @@ def _first_break(ordered: pd.DataFrame, loads: npt.NDArray[Any], rule: Rule) -> 
     load order), so a drop is measured against it whichever way the analysis computes drops, and a bound that first
     fails with level i added fails because of level i.
     """
-    from analysis import check_rules
+    from loadgrade.analysis import check_rules
 
     for i in range(len(ordered)):
         verdict = check_rules(ordered.iloc[: i + 1], [rule])["verdict"].iloc[0]
@@ -166,7 +166,7 @@ def _rule_line(verdict: RuleVerdict, unit: str, width: int) -> str:
 
 
 def _metric(rule: str) -> str:
-    from analysis import parse_rule
+    from loadgrade.analysis import parse_rule
 
     return parse_rule(rule).metric
 

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import NO_ANSWER, AnalysisInputError, infer_task, label_key, prediction_key, wilson_interval
-from analysis.stats import sample_wilson_interval
+from loadgrade.analysis import NO_ANSWER, AnalysisInputError, infer_task, label_key, prediction_key, wilson_interval
+from loadgrade.analysis.stats import sample_wilson_interval
 from loadgrade.recording import WORKER_COLUMNS
 from loadgrade.responses import ERROR_KINDS
 

@@ -290,7 +290,7 @@ class MasterRun:
 
         The very same code as ``python -m analysis check``, run on the records written so far.
         """
-        from analysis import AnalysisInputError, analyse_run, check_rules  # heavy; only a search needs it
+        from loadgrade.analysis import AnalysisInputError, analyse_run, check_rules  # heavy; only a search needs it
 
         session, scenario = self.session, self.controller.ensure_scenario()
         if session is None:

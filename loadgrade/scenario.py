@@ -126,8 +126,8 @@ def _parsed_rule(text: str) -> str:
     """A rule is checked by the very parser that ``python -m analysis check`` and a search use: a typo fails now,
     not after the run."""
     # imported here: the core does not load the analysis package (a sibling) until a scenario has rules
-    from analysis.errors import AnalysisInputError
-    from analysis.rules import RULE_METRICS, parse_rule
+    from loadgrade.analysis.errors import AnalysisInputError
+    from loadgrade.analysis.rules import RULE_METRICS, parse_rule
 
     try:
         parse_rule(text)
@@ -140,7 +140,7 @@ def _parsed_rule(text: str) -> str:
 
 
 RuleText = Annotated[str, AfterValidator(_parsed_rule)]
-"""A pass/fail rule such as ``p95_ms<=200`` (see :mod:`analysis.rules`), parsed when the scenario is loaded."""
+"""A pass/fail rule such as ``p95_ms<=200`` (see analysis.rules), parsed when the scenario is loaded."""
 
 
 class Slo(_Strict):
@@ -562,9 +562,9 @@ def _unjudgeable_rules(scenario: Scenario) -> Iterator[tuple[tuple[Any, ...], st
     """
     if scenario.slo is None or not scenario.slo.rules:
         return
-    from analysis import rules as analysis_rules
+    from loadgrade.analysis import rules as analysis_rules
 
-    # the metrics a rule measures at the best level rather than the worst (see analysis.rules' docstring)
+    # the metrics a rule measures at the best level rather than the worst (see loadgrade.analysis.rules' docstring)
     capacity = analysis_rules._CAPACITY
     load = scenario.load
     searched = load.variable if isinstance(load, SearchLoad) else None

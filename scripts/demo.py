@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from servers.reference import running_server  # noqa: E402  (after the path is set, when run as a script)
+from loadgrade.servers.reference import running_server  # noqa: E402  (after the path is set, when run as a script)
 
 
 def main(argv: list[str] | None = None) -> int:

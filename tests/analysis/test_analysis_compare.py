@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from conftest import Level, synth_run, write_run
 
-from analysis import AnalysisInputError, analyse_run, compare_conclusion, compare_runs
-from analysis.cli import main
-from analysis.compare import comparison_warnings, format_comparison
-from analysis.stats import holm_adjust, paired_difference
+from loadgrade.analysis import AnalysisInputError, analyse_run, compare_conclusion, compare_runs
+from loadgrade.analysis.cli import main
+from loadgrade.analysis.compare import comparison_warnings, format_comparison
+from loadgrade.analysis.stats import holm_adjust, paired_difference
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GOOD = (Level(2, 400, 0.95), Level(8, 400, 0.95), Level(12, 400, 0.95), Level(16, 400, 0.95))

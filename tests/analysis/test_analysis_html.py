@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from conftest import Level
 
-from analysis import analyse_run, render_html
-from analysis.cli import main
+from loadgrade.analysis import analyse_run, render_html
+from loadgrade.analysis.cli import main
 
 EVIL = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -171,7 +171,7 @@ def test_render_html_bad_rule_is_reported_not_raised(make_run):
 
 
 def test_write_html_embeds_given_charts(make_run, tmp_path):
-    from analysis import write_charts, write_html
+    from loadgrade.analysis import write_charts, write_html
 
     analysis = analyse_run(make_run(RAMP[:2]))
     charts = write_charts(analysis, tmp_path / "out")

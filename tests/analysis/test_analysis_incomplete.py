@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import Level
 
-from analysis import analyse_run, read_records
-from analysis.cli import main
+from loadgrade.analysis import analyse_run, read_records
+from loadgrade.analysis.cli import main
 
 LOST = {
     "client_id": "w-abc",

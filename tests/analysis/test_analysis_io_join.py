@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import RECORD_COLUMNS, Level, synth_run
 
-from analysis import AnalysisInputError, infer_task, join_truth, load_run, read_records, read_truth
+from loadgrade.analysis import AnalysisInputError, infer_task, join_truth, load_run, read_records, read_truth
 
 
 def test_load_run_reads_records_with_contract_types(make_run):

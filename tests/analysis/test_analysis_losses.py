@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from conftest import RECORD_COLUMNS, T0, write_run
 
-from analysis import analyse_run, assign_levels, check_rules, join_truth, level_table, wilson_interval
-from analysis.cli import main
-from analysis.plots import plot_confusion
-from analysis.report import confusion_level, describe_knee
-from analysis.stats import sample_wilson_interval
+from loadgrade.analysis import analyse_run, assign_levels, check_rules, join_truth, level_table, wilson_interval
+from loadgrade.analysis.cli import main
+from loadgrade.analysis.plots import plot_confusion
+from loadgrade.analysis.report import confusion_level, describe_knee
+from loadgrade.analysis.stats import sample_wilson_interval
 
 N_SAMPLES = 200
 N_CLASSES = 4

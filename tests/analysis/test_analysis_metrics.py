@@ -15,7 +15,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from analysis import (
+from loadgrade.analysis import (
     AnalysisInputError,
     assign_levels,
     holm_adjust,
@@ -28,7 +28,7 @@ from analysis import (
     regression_metrics,
     wilson_interval,
 )
-from analysis.stats import sample_wilson_interval
+from loadgrade.analysis.stats import sample_wilson_interval
 
 LEVELS = (Level(2, 400, 0.95, latency_ms=20), Level(8, 400, 0.9, 0.05, 60), Level(32, 600, 0.7, 0.2, 150))
 
@@ -238,7 +238,7 @@ def test_level_table_names_missing_columns():
 @pytest.mark.parametrize("dense", [True, False])
 def test_label_pair_counts_give_the_same_metrics_as_the_rows(monkeypatch, dense):
     """The per-level speed-up: distinct (true, predicted) pairs weighted by count are the rows, to the last bit."""
-    from analysis.metrics import LabelPairs, classification_metrics
+    from loadgrade.analysis.metrics import LabelPairs, classification_metrics
 
     if not dense:
         monkeypatch.setattr(LabelPairs, "_DENSE_MAX", 0)

@@ -16,8 +16,8 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from analysis import NO_ANSWER, assign_levels, join_truth, level_table, prediction_key
-from analysis.cli import main
+from loadgrade.analysis import NO_ANSWER, assign_levels, join_truth, level_table, prediction_key
+from loadgrade.analysis.cli import main
 
 
 def _with_nulls(records: pd.DataFrame, *, every: int = 7) -> tuple[pd.DataFrame, np.ndarray]:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from conftest import T0, write_run
 
-from analysis import analyse_run, check_rules, plot_latency, plot_over_time
-from analysis.cli import main
+from loadgrade.analysis import analyse_run, check_rules, plot_latency, plot_over_time
+from loadgrade.analysis.cli import main
 
 SERVICE_S = 0.010
 STALL = (T0 + 5.0, T0 + 6.0)  # in the first stage: requests sent in it complete when it ends

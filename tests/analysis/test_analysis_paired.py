@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import Level, synth_run, write_run
 
-from analysis import AnalysisInputError, analyse_run, degradation_table
+from loadgrade.analysis import AnalysisInputError, analyse_run, degradation_table
 
 N_SAMPLES = 200
 USERS = {0: 1.0, 1: 8.0, 2: 32.0, 3: 64.0}

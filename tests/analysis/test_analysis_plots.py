@@ -7,9 +7,9 @@ import pandas as pd
 from conftest import Level
 from matplotlib.figure import Figure
 
-from analysis import analyse_run
-from analysis.cli import main
-from analysis.plots import plot_accuracy, plot_class_recall, plot_errors, plot_latency, write_charts
+from loadgrade.analysis import analyse_run
+from loadgrade.analysis.cli import main
+from loadgrade.analysis.plots import plot_accuracy, plot_class_recall, plot_errors, plot_latency, write_charts
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

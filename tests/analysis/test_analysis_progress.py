@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from conftest import Level
 
-import analysis.io
-from analysis import analyse_run, assign_levels, join_truth, level_table, load_run
-from analysis.cli import main
+import loadgrade.analysis.io
+from loadgrade.analysis import analyse_run, assign_levels, join_truth, level_table, load_run
+from loadgrade.analysis.cli import main
 
 LEVELS = (Level(2, 300, 0.95), Level(8, 300, 0.9), Level(32, 300, 0.6, error_rate=0.1))
 
@@ -27,7 +27,7 @@ def test_level_table_progress_bar_changes_nothing_but_stderr(make_run, capsys):
 
 
 def test_report_is_quiet_when_stderr_is_not_a_terminal(make_run, capsys, monkeypatch):
-    monkeypatch.setattr(analysis.io, "_PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(loadgrade.analysis.io, "_PROGRESS_MIN_BYTES", 0)
     assert main(["report", str(make_run(LEVELS)), "--no-charts"]) == 0
     assert capsys.readouterr().err == ""
 
@@ -35,7 +35,7 @@ def test_report_is_quiet_when_stderr_is_not_a_terminal(make_run, capsys, monkeyp
 @pytest.mark.parametrize(("threshold", "expected"), [(0, True), (1 << 40, False)])
 def test_bars_on_a_terminal_only_for_big_files(make_run, capsys, monkeypatch, threshold, expected):
     run_dir = make_run(LEVELS)
-    monkeypatch.setattr(analysis.io, "_PROGRESS_MIN_BYTES", threshold)
+    monkeypatch.setattr(loadgrade.analysis.io, "_PROGRESS_MIN_BYTES", threshold)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     analyse_run(run_dir)
     err = capsys.readouterr().err

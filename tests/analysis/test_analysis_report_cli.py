@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import Level
 
-from analysis import analyse_run
-from analysis.cli import main
+from loadgrade.analysis import analyse_run
+from loadgrade.analysis.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

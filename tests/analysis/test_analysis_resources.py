@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.errors import AnalysisInputError
-from analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
+from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
 
 
 def test_means_per_level_match_a_direct_computation(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from conftest import Level
 
-from analysis import AnalysisInputError, check_rules, parse_rule
-from analysis.cli import main
-from analysis.rules import Rule
+from loadgrade.analysis import AnalysisInputError, check_rules, parse_rule
+from loadgrade.analysis.cli import main
+from loadgrade.analysis.rules import Rule
 
 LEVELS = pd.DataFrame(
     {

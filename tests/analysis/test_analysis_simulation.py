@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import AnalysisInputError, degradation_table, find_knee, wilson_interval
-from analysis.stats import newcombe_interval, paired_difference, sample_wilson_interval
+from loadgrade.analysis import AnalysisInputError, degradation_table, find_knee, wilson_interval
+from loadgrade.analysis.stats import newcombe_interval, paired_difference, sample_wilson_interval
 
 USERS = (2.0, 8.0, 16.0, 32.0)
 

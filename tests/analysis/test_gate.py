@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import Level, synth_run, write_run
 
-from analysis.cli import main as analysis_main
+from loadgrade.analysis.cli import main as analysis_main
 from loadgrade.gate import GateResult, format_gate, gate
 
 # quality holds up to 8 users, drops ~10 points at 16 and ~40 at 32, where latency and errors climb too

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers.reference import running_server
+from loadgrade.servers.reference import running_server
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from servers.models import train_models
+from loadgrade.servers.models import train_models
 from tests.support.locust_run import ROOT, run_locust, write_scenario
 
 OIP = ROOT / "scenarios" / "digits-oip.yaml"

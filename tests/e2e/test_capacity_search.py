@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from servers.reference import running_server
+from loadgrade.servers.reference import running_server
 from tests.support.locust_run import ROOT, run_locust, write_scenario
 
 DIGITS = ROOT / "scenarios" / "digits.yaml"

@@ -175,7 +175,7 @@ def test_master_and_two_workers_on_separate_hosts(hosts: Hosts, tmp_path: Path) 
                 "server",
                 sys.executable,
                 "-m",
-                "servers.reference",
+                "loadgrade.servers.reference",
                 "--host",
                 ADDRESSES["server"],
                 "--allow-remote",

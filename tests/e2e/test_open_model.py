@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servers.reference import running_server
+from loadgrade.servers.reference import running_server
 from tests.support.fault_server import fault_server
 from tests.support.locust_run import ROOT, assert_spine_invariants, run_locust, write_scenario
 

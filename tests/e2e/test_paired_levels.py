@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from loadgrade.dataset import pass_order
-from servers.reference import running_server
+from loadgrade.servers.reference import running_server
 from tests.support.locust_run import ROOT, assert_spine_invariants, run_locust, write_scenario
 
 DIGITS = ROOT / "scenarios" / "digits.yaml"

@@ -16,7 +16,7 @@ import pytest
 
 from loadgrade.preflight import PreflightResult, preflight
 from loadgrade.scenario import Scenario, load_scenario
-from servers.reference import running_server
+from loadgrade.servers.reference import running_server
 from tests.support.fault_server import fault_server, refused_url
 from tests.support.locust_run import ROOT, write_scenario
 

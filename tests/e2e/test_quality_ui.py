@@ -142,7 +142,7 @@ def _rows_written(run_dir: Path) -> int:
 
 def _records_so_far(run_dir: Path, tmp_path: Path) -> Any:
     """records.csv up to its last complete line (the master may be appending a batch right now)."""
-    from analysis import read_records
+    from loadgrade.analysis import read_records
 
     data = (run_dir / "records.csv").read_bytes()
     copy = tmp_path / "records-snapshot.csv"
@@ -152,7 +152,7 @@ def _records_so_far(run_dir: Path, tmp_path: Path) -> Any:
 
 def _expected(records: Any, truth: Any) -> dict[str, float]:
     """Figures of these records computed by the analysis package (its join and its exact percentiles)."""
-    from analysis import join_truth, latency_percentiles
+    from loadgrade.analysis import join_truth, latency_percentiles
 
     joined, _ = join_truth(records, truth)
     ok = joined["ok"].to_numpy(dtype=bool)
@@ -224,7 +224,7 @@ def test_quality_tab_and_page_show_the_records_figures(tmp_path: Path, reference
     _keep([p for p in screenshots if p.exists()], suffix=f"-{'processes' if processes else 'standalone'}")
     assert all(p.stat().st_size > 10_000 for p in screenshots)
 
-    from analysis import read_truth
+    from loadgrade.analysis import read_truth
 
     truth = read_truth(ROOT / "scenarios" / "data" / "digits_test.csv", id_column="id", label_column="label")
     # the tab: its level row is the first n rows of records.csv, and n is at least what was there when we looked

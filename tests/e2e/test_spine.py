@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servers.models import train_models
+from loadgrade.servers.models import train_models
 from tests.support.locust_run import ROOT, assert_spine_invariants, run_locust, write_scenario
 
 DIGITS = ROOT / "scenarios" / "digits.yaml"

@@ -71,7 +71,7 @@ def test_start_stop_start_gives_two_separate_runs(tmp_path: Path, reference_serv
 
 def test_a_user_count_changed_by_hand_is_a_stage_live_and_offline(tmp_path: Path, reference_server: str) -> None:
     """Editing the users in the web UI starts a stage in run.json; the Quality tab's levels are the analysis's."""
-    from analysis import analyse_run
+    from loadgrade.analysis import analyse_run
 
     scenario = write_scenario(tmp_path / "s.yaml", DIGITS)
     form = {"spawn_rate": "10", "host": reference_server, "scenario": str(scenario)}

@@ -51,7 +51,7 @@ class DigitsModel:
 def save_digits_model(folder: Path) -> DigitsModel:
     import pandas as pd
 
-    from servers.models import train_models
+    from loadgrade.servers.models import train_models
     from tests.support.locust_run import ROOT
 
     model = train_models().digits.primary

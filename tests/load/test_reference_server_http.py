@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from servers.make_datasets import DEFAULT_OUT, dataset_path
-from servers.models import ModelSet, train_models
-from servers.reference import running_server
+from loadgrade.servers.make_datasets import DEFAULT_OUT, dataset_path
+from loadgrade.servers.models import ModelSet, train_models
+from loadgrade.servers.reference import running_server
 
 Response = tuple[int, Any, Message]
 
@@ -235,7 +235,7 @@ def test_refuses_a_non_loopback_host() -> None:
 
 def test_stops_cleanly_on_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "servers.reference", "--port", "0"],
+        [sys.executable, "-m", "loadgrade.servers.reference", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

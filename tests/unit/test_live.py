@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from analysis.cli import main as analysis_main
+from loadgrade.analysis.cli import main as analysis_main
 from loadgrade.live import ROLLING_WINDOWS_S, LiveQuality
 from loadgrade.recording import LoadTimeline, RecordWriter, worker_row
 from loadgrade.runinfo import run_info, write_run_info
@@ -383,7 +383,7 @@ def test_web_ui_before_the_first_test() -> None:
 
 def test_live_intervals_take_the_sample_as_the_unit_when_samples_repeat() -> None:
     """40 samples sent 10 times each with fixed answers: 400 requests, but only 40 independent answers."""
-    from analysis.stats import wilson_interval
+    from loadgrade.analysis.stats import wilson_interval
 
     ids = [f"s{i}" for i in range(40)]
     live = LiveQuality(ids, [1] * 40, t_start=T0)

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score
 
-from servers import models as ref_models
-from servers.make_datasets import DEFAULT_OUT, dataset_path, write_datasets
-from servers.reference import ServerConfig
+from loadgrade.servers import models as ref_models
+from loadgrade.servers.make_datasets import DEFAULT_OUT, dataset_path, write_datasets
+from loadgrade.servers.reference import ServerConfig
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_committed_csv_is_reproducible(name: str, regenerated: Path) -> None:
     committed = dataset_path(DEFAULT_OUT, name)
     assert dataset_path(regenerated, name).read_bytes() == committed.read_bytes(), (
-        f"{committed} is stale: run python -m servers.make_datasets"
+        f"{committed} is stale: run python -m loadgrade.servers.make_datasets"
     )
 
 

@@ -106,7 +106,7 @@ def test_a_bad_rule_names_its_index_line_and_the_known_metrics(folder: Path, rul
 
 
 def test_the_known_metrics_come_from_the_analysis(folder: Path) -> None:
-    from analysis.rules import RULE_METRICS
+    from loadgrade.analysis.rules import RULE_METRICS
 
     error = problem(write(folder, with_rules("acuracy>=0.9")), match="known: ")
     assert str(error).endswith("known: " + ", ".join(RULE_METRICS))

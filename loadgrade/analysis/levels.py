@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analysis.errors import AnalysisInputError
+from loadgrade.analysis.errors import AnalysisInputError
 
 __all__ = ["assign_levels", "inflight_concurrency"]
 

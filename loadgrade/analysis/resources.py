@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.errors import AnalysisInputError
+from loadgrade.analysis.errors import AnalysisInputError
 
 RESOURCE_COLUMNS = ["t", "source", "metric", "value"]
 

@@ -1,6 +1,6 @@
 """Write the reference server's test splits as the labelled CSV datasets that scenarios replay.
 
-    python -m servers.make_datasets [--out scenarios/data] [--seed 0]
+    python -m loadgrade.servers.make_datasets [--out scenarios/data] [--seed 0]
 
 The files are committed; a unit test regenerates them and compares bytes, so they cannot drift from the models.
 Floats are written as Python's shortest round-tripping ``repr`` (``0.0``, ``0.0380759064334241``): compact for the
@@ -12,11 +12,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from servers.models import MODEL_NAMES, test_split
+from loadgrade.servers.models import MODEL_NAMES, test_split
 
 __all__ = ["DEFAULT_OUT", "dataset_path", "write_datasets"]
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "scenarios" / "data"
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "scenarios" / "data"
 
 
 def _format_float(value: object) -> str:
@@ -48,7 +48,7 @@ def write_datasets(out_dir: Path = DEFAULT_OUT, *, seed: int = 0) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m servers.make_datasets",
+        prog="python -m loadgrade.servers.make_datasets",
         description="Write the reference server's test splits as labelled CSV files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

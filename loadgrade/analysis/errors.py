@@ -17,5 +17,5 @@ class AnalysisInputError(ValueError):
     >>> raise AnalysisInputError("run directory 'runs/x' has no records.csv")
     Traceback (most recent call last):
     ...
-    analysis.errors.AnalysisInputError: run directory 'runs/x' has no records.csv
+    loadgrade.analysis.errors.AnalysisInputError: run directory 'runs/x' has no records.csv
     """

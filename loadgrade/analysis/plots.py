@@ -17,13 +17,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
-from analysis.degradation import Knee, load_order, load_unit
-from analysis.errors import AnalysisInputError
-from analysis.metrics import ERROR_KINDS, LabelPairs, per_class_recall, sorted_classes
-from analysis.report import confusion_level
+from loadgrade.analysis.degradation import Knee, load_order, load_unit
+from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.metrics import ERROR_KINDS, LabelPairs, per_class_recall, sorted_classes
+from loadgrade.analysis.report import confusion_level
 
 if TYPE_CHECKING:
-    from analysis.report import RunAnalysis
+    from loadgrade.analysis.report import RunAnalysis
 
 __all__ = [
     "plot_accuracy",

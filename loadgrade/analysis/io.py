@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from tqdm.auto import tqdm
 
-from analysis.errors import AnalysisInputError
+from loadgrade.analysis.errors import AnalysisInputError
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -315,7 +315,7 @@ def read_truth(
     >>> read_truth(p, label_column="y")
     Traceback (most recent call last):
     ...
-    analysis.errors.AnalysisInputError: ground truth '...truth.csv' has no column 'y'; columns are: id, x, label
+    loadgrade.analysis.errors.AnalysisInputError: ground truth '...truth.csv' has no column 'y'; columns are: ...
     """
     path = Path(path)
     _check_file(path, what="ground truth")
@@ -425,7 +425,7 @@ def load_run(
     >>> load_run("no/such/run")
     Traceback (most recent call last):
     ...
-    analysis.errors.AnalysisInputError: run directory 'no/such/run' does not exist
+    loadgrade.analysis.errors.AnalysisInputError: run directory 'no/such/run' does not exist
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

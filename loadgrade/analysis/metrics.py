@@ -23,10 +23,10 @@ from sklearn.metrics import (
 )
 from tqdm.auto import tqdm
 
-from analysis.errors import AnalysisInputError
-from analysis.join import NO_ANSWER, TASKS, normalise_text
-from analysis.levels import inflight_concurrency
-from analysis.stats import sample_wilson_interval
+from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.join import NO_ANSWER, TASKS, normalise_text
+from loadgrade.analysis.levels import inflight_concurrency
+from loadgrade.analysis.stats import sample_wilson_interval
 
 __all__ = [
     "ERROR_KINDS",
@@ -72,7 +72,7 @@ def _nan_dict(keys: list[str]) -> dict[str, float]:
 
 
 def sorted_classes(values: Any) -> list[str]:
-    """Class keys in natural order: numerically when they are all numbers; :data:`~analysis.join.NO_ANSWER` last.
+    """Class keys in natural order: numerically when they are all numbers; ``NO_ANSWER`` last.
 
     Examples
     --------
@@ -100,7 +100,7 @@ def classification_metrics(
     """Accuracy, balanced accuracy and macro/weighted precision, recall and F1 (scikit-learn).
 
     Classes never predicted get precision 0 (scikit-learn's ``zero_division=0``).
-    A response without an answer (:data:`~analysis.join.NO_ANSWER`) is wrong:
+    A response without an answer (:data:`~loadgrade.analysis.join.NO_ANSWER`) is wrong:
     it misses its true class, but is not a class of its own in the macro and
     weighted averages.
 
@@ -179,7 +179,7 @@ def regression_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str
 def text_metrics(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
     """Exact match and normalised match (case, punctuation and spacing ignored).
 
-    No answer (:data:`~analysis.join.NO_ANSWER`) matches nothing, whatever the label says.
+    No answer (:data:`~loadgrade.analysis.join.NO_ANSWER`) matches nothing, whatever the label says.
 
     Examples
     --------
@@ -433,7 +433,7 @@ def level_table(
         responses) and ``effective_accuracy`` (over every labelled request: a
         failed request is a lost answer, counted as wrong) each with
         ``_low``/``_high`` Wilson bounds taken with the *sample* as the unit
-        (:func:`analysis.stats.sample_wilson_interval`: a sample sent ten
+        (:func:`loadgrade.analysis.stats.sample_wilson_interval`: a sample sent ten
         times is not ten independent trials) and ``_n_eff`` (the independent
         trials the level is worth), ``chance_accuracy`` and ``n_classes``
         (classification: the share of the most frequent label among the
@@ -465,7 +465,7 @@ def level_table(
 
     Examples
     --------
-    >>> from analysis import assign_levels, join_truth
+    >>> from loadgrade.analysis import assign_levels, join_truth
     >>> records = pd.DataFrame({"sample_id": ["a", "b", "a", "b"], "ok": [True, True, True, False],
     ...     "prediction": ["1", "2", "1", ""], "error_kind": ["", "", "", "timeout"],
     ...     "t_sent": [0.0, 1.0, 10.0, 11.0], "latency_ms": [50.0, 50.0, 80.0, 1000.0], "users_active": [1, 1, 4, 4]})

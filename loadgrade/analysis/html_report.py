@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.degradation import load_order, load_unit
-from analysis.errors import AnalysisInputError
-from analysis.metrics import failure_class
-from analysis.report import (
+from loadgrade.analysis.degradation import load_order, load_unit
+from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.metrics import failure_class
+from loadgrade.analysis.report import (
     ANALYSIS_VERSION,
     METRIC_WORDS,
     LevelHeadline,
@@ -31,7 +31,7 @@ from analysis.report import (
     confusion_level,
     describe_knee,
 )
-from analysis.rules import Rule, check_rules, parse_rule
+from loadgrade.analysis.rules import Rule, check_rules, parse_rule
 
 __all__ = ["CHART_CAPTIONS", "render_html", "write_html"]
 

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.degradation import load_order
-from analysis.errors import AnalysisInputError
+from loadgrade.analysis.degradation import load_order
+from loadgrade.analysis.errors import AnalysisInputError
 
 __all__ = ["RULE_METRICS", "Rule", "check_rules", "parse_rule"]
 
@@ -185,7 +185,7 @@ where_field='users', where_op='>=', where_value=50.0)
     >>> parse_rule("p95<=200")
     Traceback (most recent call last):
     ...
-    analysis.errors.AnalysisInputError: rule 'p95<=200' names unknown metric 'p95'; known: accuracy_drop, ...
+    loadgrade.analysis.errors.AnalysisInputError: rule 'p95<=200' names unknown metric 'p95'; known: accuracy_drop, ...
     """
     if not isinstance(text, str):
         raise AnalysisInputError(f"a rule must be a string like 'p95_ms<=200', got {text!r}")

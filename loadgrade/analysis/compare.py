@@ -5,7 +5,7 @@ more than once (a ramp up and down), the k-th visit in A is matched with the
 k-th in B. At each matched level the comparison is paired with the *sample*
 as the unit: on the samples answered at that level in both runs, each
 sample's accuracy in B minus its accuracy in A, averaged over those shared
-samples, with the interval and test of :func:`analysis.stats.paired_difference`
+samples, with the interval and test of :func:`loadgrade.analysis.stats.paired_difference`
 (McNemar and Newcombe's paired interval when each sample's outcome is fixed, a
 paired t-interval and sign-flip test when repeats disagree). The two runs may
 have replayed different parts of the dataset or repeated samples differently;
@@ -29,12 +29,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.degradation import METRICS, _marginal_metric, _paired_comparison, _sample_codes, _SampleCounts, load_order
-from analysis.errors import AnalysisInputError
-from analysis.io import output_dir
-from analysis.plots import plot_compare
-from analysis.report import ANALYSIS_VERSION, RunAnalysis, _jsonable
-from analysis.stats import holm_adjust
+from loadgrade.analysis.degradation import (
+    METRICS,
+    _marginal_metric,
+    _paired_comparison,
+    _sample_codes,
+    _SampleCounts,
+    load_order,
+)
+from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.io import output_dir
+from loadgrade.analysis.plots import plot_compare
+from loadgrade.analysis.report import ANALYSIS_VERSION, RunAnalysis, _jsonable
+from loadgrade.analysis.stats import holm_adjust
 
 __all__ = ["compare_conclusion", "compare_runs", "comparison_warnings", "format_comparison", "write_comparison"]
 

@@ -1,8 +1,8 @@
 """The reference model server: a real HTTP endpoint whose answers get worse, deterministically, under load.
 
-    python -m servers.reference [--port 0] [--service-time-ms 50] [--degrade-above 8] [--shed-above 32]
+    python -m loadgrade.servers.reference [--port 0] [--service-time-ms 50] [--degrade-above 8] [--shed-above 32]
 
-It trains the models of :mod:`servers.models` at start-up (well under three seconds), binds (``--port 0`` picks a
+It trains the models of :mod:`.models` at start-up (well under three seconds), binds (``--port 0`` picks a
 free port) and prints one line, ``LISTENING http://HOST:PORT``, on stdout once it accepts connections.
 :func:`running_server` wraps all of that for tests and the demo.
 
@@ -23,7 +23,7 @@ Endpoints (JSON in and out)
 ``GET /stats``
     Request counters per tier, current and maximum in-flight requests, and the degradation settings.
 
-The other presets' protocols (wire formats in :mod:`servers.wire`), each going through the same degradation:
+The other presets' protocols (wire formats in :mod:`loadgrade.servers.wire`), each going through the same degradation:
 
 ``POST /v2/models/{model}[/versions/1]/infer``
     Open Inference Protocol v2 (``open-inference-v2``): one input tensor of shape ``[n, n_features]`` answers an
@@ -44,7 +44,7 @@ Class labels are plain ints, regression values floats. Every prediction response
 Degradation model
 -----------------
 A predict request increments the in-flight counter on arrival and decrements it once its response is ready; the
-count includes the request itself. On arrival, :func:`servers.models.decide_tier` picks its tier:
+count includes the request itself. On arrival, :func:`loadgrade.servers.models.decide_tier` picks its tier:
 
 * more than ``--shed-above`` in flight: shed. With ``--shed-mode 503`` the answer is HTTP 503
   ``{"error": "overloaded"}``; with ``--shed-mode fallback`` it is a 200 with a constant answer (the majority
@@ -86,17 +86,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from servers import wire
-from servers.models import MODEL_NAMES, ModelSet, Task, decide_tier, train_models
-from servers.wire import BadRequest as _BadRequest
-from servers.wire import check_row as _check_row
+from loadgrade.servers import wire
+from loadgrade.servers.models import MODEL_NAMES, ModelSet, Task, decide_tier, train_models
+from loadgrade.servers.wire import BadRequest as _BadRequest
+from loadgrade.servers.wire import check_row as _check_row
 
 __all__ = ["ServerConfig", "create_app", "main", "running_server"]
 
 ShedMode = Literal["503", "fallback"]
 
 _LISTENING = "LISTENING "
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -541,7 +541,7 @@ Prints "LISTENING http://HOST:PORT" on stdout once it accepts connections; stops
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m servers.reference", description=_DESCRIPTION, formatter_class=_HelpFormatter
+        prog="python -m loadgrade.servers.reference", description=_DESCRIPTION, formatter_class=_HelpFormatter
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; loopback only unless --allow-remote")
     parser.add_argument("--port", type=_non_negative(int), default=0, help="port to listen on; 0 picks a free one")
@@ -678,7 +678,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 @contextlib.contextmanager
 def running_server(*args: str, timeout: float = 30) -> Iterator[str]:
-    """Run ``python -m servers.reference --port 0 *args`` in a subprocess; yield its base URL; stop it on exit.
+    """Run ``python -m loadgrade.servers.reference --port 0 ARGS`` in a subprocess; yield its URL; stop it at the end.
 
     The server runs in its own process group (a Ctrl-C in the terminal reaches only the caller) and is stopped by
     its PID: SIGTERM, then SIGKILL if it has not exited 5 s later. Its stdout and stderr are drained in a thread.
@@ -711,9 +711,9 @@ def running_server(*args: str, timeout: float = 30) -> Iterator[str]:
     """
     env = dict(os.environ)
     # the child must import this package wherever the caller runs from
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_IMPORT_ROOT), env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "servers.reference", "--port", "0", *args],
+        [sys.executable, "-m", "loadgrade.servers.reference", "--port", "0", *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

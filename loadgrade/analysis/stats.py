@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from analysis.errors import AnalysisInputError
+from loadgrade.analysis.errors import AnalysisInputError
 
 __all__ = [
     "PairedDifference",

@@ -8,7 +8,7 @@ there) minus its accuracy at the baseline, averaged over those shared
 samples. Which samples a stage happened to cover then cannot pass for a
 change of the model: a server whose answers never change has a difference of
 exactly 0, whatever the marginal accuracies say (they are kept as context).
-The test and interval come from :func:`analysis.stats.paired_difference`
+The test and interval come from :func:`loadgrade.analysis.stats.paired_difference`
 (McNemar with Newcombe's paired interval when each sample's outcome is fixed,
 a paired t-interval with a sign-flip test when repeats disagree), and p-values
 are Holm-adjusted across levels so that a long ramp does not produce false
@@ -28,8 +28,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analysis.errors import AnalysisInputError
-from analysis.stats import holm_adjust, paired_difference
+from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.stats import holm_adjust, paired_difference
 
 __all__ = ["METRICS", "Knee", "degradation_table", "find_knee", "load_order", "load_unit"]
 

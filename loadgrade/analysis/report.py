@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order, load_unit
-from analysis.errors import AnalysisInputError
-from analysis.io import RunData, load_run, output_dir, wants_progress
-from analysis.join import JoinSummary, join_truth
-from analysis.levels import assign_levels
-from analysis.metrics import level_table
-from analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
+from loadgrade.analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order, load_unit
+from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.io import RunData, load_run, output_dir, wants_progress
+from loadgrade.analysis.join import JoinSummary, join_truth
+from loadgrade.analysis.levels import assign_levels
+from loadgrade.analysis.metrics import level_table
+from loadgrade.analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
 
 __all__ = [
     "LevelHeadline",

@@ -1,7 +1,7 @@
 """Wire formats of the model-serving protocols the reference server speaks, as pure functions.
 
 Each protocol has a *parse* (decoded JSON request → float64 feature rows, or :class:`BadRequest` saying what is
-wrong) and a *reply* (answers → JSON document). :mod:`servers.reference` wires them to routes and runs every request
+wrong) and a *reply* (answers → JSON document). :mod:`.reference` wires them to routes and runs every request
 through the same load-dependent tier decision, so all protocols degrade alike.
 
 =====================  ====================================================  ==========================================
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from servers.models import Task
+from loadgrade.servers.models import Task
 
 __all__ = [
     "BadRequest",

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.compare import compare_conclusion, compare_runs, format_comparison, write_comparison
-from analysis.degradation import load_unit
-from analysis.errors import AnalysisInputError
-from analysis.html_report import write_html
-from analysis.io import read_run_info
-from analysis.plots import write_charts
-from analysis.report import RunAnalysis, analyse_run, describe_knee, format_levels, write_outputs
-from analysis.rules import RULE_METRICS, check_rules, parse_rule
+from loadgrade.analysis.compare import compare_conclusion, compare_runs, format_comparison, write_comparison
+from loadgrade.analysis.degradation import load_unit
+from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.html_report import write_html
+from loadgrade.analysis.io import read_run_info
+from loadgrade.analysis.plots import write_charts
+from loadgrade.analysis.report import RunAnalysis, analyse_run, describe_knee, format_levels, write_outputs
+from loadgrade.analysis.rules import RULE_METRICS, check_rules, parse_rule
 
 __all__ = ["main"]
 

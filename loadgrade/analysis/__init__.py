@@ -1,0 +1,245 @@
+"""Accuracy against load: turn a loadgrade run directory into levels, statistics, charts and a verdict.
+
+Everything here is a pure function over pandas DataFrames (data first, options
+keyword-only), so a notebook can use the same pieces as ``python -m analysis``.
+"""
+
+# Importing the package is cheap: each name loads its module on first use (PEP 562), so a process that needs one
+# function (the live figures on a Locust master) does not pay for scikit-learn, SciPy and matplotlib at start-up.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loadgrade.analysis.compare import (
+        compare_conclusion,
+        compare_runs,
+        comparison_warnings,
+        format_comparison,
+        write_comparison,
+    )
+    from loadgrade.analysis.degradation import Knee, degradation_table, find_knee, load_order
+    from loadgrade.analysis.errors import AnalysisInputError
+    from loadgrade.analysis.html_report import CHART_CAPTIONS, render_html, write_html
+    from loadgrade.analysis.io import RunData, load_run, read_records, read_run_info, read_truth
+    from loadgrade.analysis.join import (
+        NO_ANSWER,
+        JoinSummary,
+        infer_task,
+        join_truth,
+        label_key,
+        normalise_text,
+        prediction_key,
+    )
+    from loadgrade.analysis.levels import assign_levels, inflight_concurrency
+    from loadgrade.analysis.metrics import (
+        FAILURE_CLASSES,
+        classification_metrics,
+        failure_class,
+        latency_percentiles,
+        level_table,
+        per_class_recall,
+        regression_metrics,
+        text_metrics,
+    )
+    from loadgrade.analysis.plots import (
+        plot_accuracy,
+        plot_class_recall,
+        plot_compare,
+        plot_confusion,
+        plot_errors,
+        plot_latency,
+        plot_over_time,
+        plot_resources,
+        plot_throughput,
+        write_charts,
+    )
+    from loadgrade.analysis.report import (
+        LevelHeadline,
+        RunAnalysis,
+        Summary,
+        analyse_run,
+        confusion_level,
+        describe_capacity,
+        describe_knee,
+        describe_quality,
+        failure_shares,
+        format_levels,
+        quality_warnings,
+        summarize,
+        write_outputs,
+    )
+    from loadgrade.analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
+    from loadgrade.analysis.rules import RULE_METRICS, Rule, check_rules, parse_rule
+    from loadgrade.analysis.stats import (
+        PairedDifference,
+        holm_adjust,
+        mcnemar_test,
+        newcombe_interval,
+        paired_difference,
+        sample_wilson_interval,
+        two_proportion_test,
+        wilson_interval,
+    )
+
+_MODULE_OF = {
+    "AnalysisInputError": "loadgrade.analysis.errors",
+    "CHART_CAPTIONS": "loadgrade.analysis.html_report",
+    "FAILURE_CLASSES": "loadgrade.analysis.metrics",
+    "JoinSummary": "loadgrade.analysis.join",
+    "Knee": "loadgrade.analysis.degradation",
+    "LevelHeadline": "loadgrade.analysis.report",
+    "NO_ANSWER": "loadgrade.analysis.join",
+    "RULE_METRICS": "loadgrade.analysis.rules",
+    "Rule": "loadgrade.analysis.rules",
+    "RunAnalysis": "loadgrade.analysis.report",
+    "RunData": "loadgrade.analysis.io",
+    "Summary": "loadgrade.analysis.report",
+    "analyse_run": "loadgrade.analysis.report",
+    "assign_levels": "loadgrade.analysis.levels",
+    "check_rules": "loadgrade.analysis.rules",
+    "classification_metrics": "loadgrade.analysis.metrics",
+    "compare_conclusion": "loadgrade.analysis.compare",
+    "compare_runs": "loadgrade.analysis.compare",
+    "confusion_level": "loadgrade.analysis.report",
+    "correct_per_cpu_second": "loadgrade.analysis.resources",
+    "degradation_table": "loadgrade.analysis.degradation",
+    "describe_capacity": "loadgrade.analysis.report",
+    "describe_knee": "loadgrade.analysis.report",
+    "describe_quality": "loadgrade.analysis.report",
+    "failure_class": "loadgrade.analysis.metrics",
+    "failure_shares": "loadgrade.analysis.report",
+    "find_knee": "loadgrade.analysis.degradation",
+    "format_comparison": "loadgrade.analysis.compare",
+    "format_levels": "loadgrade.analysis.report",
+    "holm_adjust": "loadgrade.analysis.stats",
+    "infer_task": "loadgrade.analysis.join",
+    "inflight_concurrency": "loadgrade.analysis.levels",
+    "join_truth": "loadgrade.analysis.join",
+    "label_key": "loadgrade.analysis.join",
+    "latency_percentiles": "loadgrade.analysis.metrics",
+    "level_table": "loadgrade.analysis.metrics",
+    "load_order": "loadgrade.analysis.degradation",
+    "load_run": "loadgrade.analysis.io",
+    "mcnemar_test": "loadgrade.analysis.stats",
+    "newcombe_interval": "loadgrade.analysis.stats",
+    "normalise_text": "loadgrade.analysis.join",
+    "parse_rule": "loadgrade.analysis.rules",
+    "per_class_recall": "loadgrade.analysis.metrics",
+    "plot_accuracy": "loadgrade.analysis.plots",
+    "plot_class_recall": "loadgrade.analysis.plots",
+    "plot_compare": "loadgrade.analysis.plots",
+    "plot_confusion": "loadgrade.analysis.plots",
+    "plot_errors": "loadgrade.analysis.plots",
+    "plot_latency": "loadgrade.analysis.plots",
+    "plot_over_time": "loadgrade.analysis.plots",
+    "plot_resources": "loadgrade.analysis.plots",
+    "plot_throughput": "loadgrade.analysis.plots",
+    "prediction_key": "loadgrade.analysis.join",
+    "quality_warnings": "loadgrade.analysis.report",
+    "read_records": "loadgrade.analysis.io",
+    "read_resources": "loadgrade.analysis.resources",
+    "read_run_info": "loadgrade.analysis.io",
+    "read_truth": "loadgrade.analysis.io",
+    "regression_metrics": "loadgrade.analysis.metrics",
+    "render_html": "loadgrade.analysis.html_report",
+    "resources_by_level": "loadgrade.analysis.resources",
+    "sample_wilson_interval": "loadgrade.analysis.stats",
+    "paired_difference": "loadgrade.analysis.stats",
+    "PairedDifference": "loadgrade.analysis.stats",
+    "comparison_warnings": "loadgrade.analysis.compare",
+    "summarize": "loadgrade.analysis.report",
+    "text_metrics": "loadgrade.analysis.metrics",
+    "two_proportion_test": "loadgrade.analysis.stats",
+    "wilson_interval": "loadgrade.analysis.stats",
+    "write_charts": "loadgrade.analysis.plots",
+    "write_comparison": "loadgrade.analysis.compare",
+    "write_html": "loadgrade.analysis.html_report",
+    "write_outputs": "loadgrade.analysis.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+
+
+__all__ = [
+    "CHART_CAPTIONS",
+    "FAILURE_CLASSES",
+    "NO_ANSWER",
+    "RULE_METRICS",
+    "AnalysisInputError",
+    "JoinSummary",
+    "Knee",
+    "LevelHeadline",
+    "PairedDifference",
+    "Rule",
+    "RunAnalysis",
+    "RunData",
+    "Summary",
+    "analyse_run",
+    "assign_levels",
+    "check_rules",
+    "classification_metrics",
+    "compare_conclusion",
+    "compare_runs",
+    "comparison_warnings",
+    "confusion_level",
+    "correct_per_cpu_second",
+    "degradation_table",
+    "describe_capacity",
+    "describe_knee",
+    "describe_quality",
+    "failure_class",
+    "failure_shares",
+    "find_knee",
+    "format_comparison",
+    "format_levels",
+    "holm_adjust",
+    "infer_task",
+    "inflight_concurrency",
+    "join_truth",
+    "label_key",
+    "latency_percentiles",
+    "level_table",
+    "load_order",
+    "load_run",
+    "mcnemar_test",
+    "newcombe_interval",
+    "normalise_text",
+    "paired_difference",
+    "parse_rule",
+    "per_class_recall",
+    "plot_accuracy",
+    "plot_class_recall",
+    "plot_compare",
+    "plot_confusion",
+    "plot_errors",
+    "plot_latency",
+    "plot_over_time",
+    "plot_resources",
+    "plot_throughput",
+    "prediction_key",
+    "quality_warnings",
+    "read_records",
+    "read_resources",
+    "read_run_info",
+    "read_truth",
+    "regression_metrics",
+    "render_html",
+    "resources_by_level",
+    "sample_wilson_interval",
+    "summarize",
+    "text_metrics",
+    "two_proportion_test",
+    "wilson_interval",
+    "write_charts",
+    "write_comparison",
+    "write_html",
+    "write_outputs",
+]
