@@ -2,7 +2,9 @@
 # choose the role:
 #   docker run IMAGE --master --headless --scenario /path/scenario.yaml --expect-workers 2   master
 #   docker run IMAGE --worker --master-host MASTER                                          worker
-#   docker run --entrypoint python IMAGE -m analysis check /results/runs/RUN                 analysis gate
+#   docker run --entrypoint loadgrade IMAGE check /results/runs/RUN                         analysis gate
+# (python -m analysis check ... works too, from any folder: the deploy/ manifests run it so). The installed package
+# is the only copy of loadgrade in the image; /app keeps the repository's entry points to it.
 # Kubernetes manifests using it: deploy/ (see docs/cluster.md).
 FROM python:3.11-slim
 
@@ -11,21 +13,30 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
-    MPLBACKEND=Agg
+    MPLBACKEND=Agg \
+    PYTHONPATH=/app
 
 WORKDIR /app
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes (every one ships as a wheel for
-# linux x86_64 and arm64, so no compiler is needed).
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# Dependencies first, read from pyproject.toml's [project] dependencies (their one list): this layer is rebuilt only
+# when pyproject.toml changes (every one ships as a wheel for linux x86_64 and arm64, so no compiler is needed).
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/dependencies.txt \
+    && pip install -r /tmp/dependencies.txt \
+    && rm /tmp/dependencies.txt
 
-COPY pyproject.toml README.md ./
+# The package (with the loadgrade command), built by hatchling, which leaves no build files behind; its source is
+# removed so that nothing in /app shadows the installed copy.
+COPY README.md ./
 COPY loadgrade ./loadgrade
+RUN pip install --no-deps . && rm -rf loadgrade
+
+# The repository's entry points: locustfiles/replay.py (the entrypoint), the analysis alias (python -m analysis,
+# importable through PYTHONPATH) and the example scenarios.
 COPY analysis ./analysis
 COPY locustfiles ./locustfiles
 COPY scenarios ./scenarios
-RUN pip install --no-deps . && rm -rf build ./*.egg-info
 
 # A fixed numeric uid/gid, so Kubernetes' runAsNonRoot can verify it; /results is where run directories go.
 RUN groupadd --gid 10001 loadgrade \

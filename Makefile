@@ -14,8 +14,10 @@ help:
 	@echo "make demo   set up, start the reference server, run a distributed step load, print the report"
 	@echo "make test   set up, lint (ruff, mypy) and run every test"
 	@echo "make bench  the recording-overhead benchmark (see bench/README.md)"
+	@echo "make setup  only the virtualenv: .venv with loadgrade installed editable (the loadgrade command) and its test tools"
 
-$(STAMP): requirements.txt requirements-dev.txt scripts/ci-system-deps.sh
+# pyproject.toml declares the dependencies and the extras; requirements-dev.txt installs loadgrade from it, editable
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt scripts/ci-system-deps.sh
 	bash scripts/ci-system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -50,4 +52,4 @@ bench: setup
 	$(BIN)/python bench/recording_overhead.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVERS_VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

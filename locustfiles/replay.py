@@ -3,33 +3,11 @@
     locust -f locustfiles/replay.py --scenario scenarios/digits.yaml --headless
     locust -f locustfiles/replay.py --scenario scenarios/digits.yaml --headless --processes 2
 
-The scenario's ``load:`` section drives the user count (a load shape). To set users by hand in the web UI or with
-``-u/-r/-t`` instead, use ``locustfiles/replay_manual.py``.
+The same as ``loadgrade run scenarios/digits.yaml``: the user and the shape live in :mod:`loadgrade.locustfile`,
+this file is the repository's entry point to them. To set users by hand in the web UI or with ``-u/-r/-t`` instead,
+use ``locustfiles/replay_manual.py``.
 """
 
-from locust import User, constant, task
-
-from loadgrade.locust_plugin import ScenarioShape, controller_of
+from loadgrade.locustfile import ModelUser, ScenarioShape
 
 __all__ = ["ModelUser", "ScenarioShape"]
-
-
-class ModelUser(User):
-    """Sends one sample per task over its own keep-alive connection (``self.endpoint``) and records the reply.
-
-    All logic lives in loadgrade; requests reach Locust's statistics through its ``request`` event as usual.
-    """
-
-    wait_time = constant(0)
-
-    def __init__(self, environment):
-        super().__init__(environment)
-        self.loadgrade = controller_of(environment)
-        self.loadgrade.configure_user(self)
-
-    @task
-    def predict(self):
-        self.loadgrade.replay_one(self)
-
-    def on_stop(self):
-        self.endpoint.close()

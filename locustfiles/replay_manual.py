@@ -2,9 +2,10 @@
 
     locust -f locustfiles/replay_manual.py --scenario scenarios/digits.yaml
 
-The same user as ``replay.py`` without the scenario's load shape: the scenario's ``load:`` section is ignored.
+The same user as ``replay.py`` without the scenario's load shape: the scenario's ``load:`` section is ignored
+(``loadgrade run SCENARIO --manual``).
 """
 
-from replay import ModelUser  # Locust puts this folder on sys.path; importing the user alone leaves the shape out
+from loadgrade.locustfile_manual import ModelUser
 
 __all__ = ["ModelUser"]

@@ -539,10 +539,8 @@ endpoints (MODEL is digits or diabetes):
 Prints "LISTENING http://HOST:PORT" on stdout once it accepts connections; stops on SIGTERM or SIGINT."""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadgrade.servers.reference", description=_DESCRIPTION, formatter_class=_HelpFormatter
-    )
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION, formatter_class=_HelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on; loopback only unless --allow-remote")
     parser.add_argument("--port", type=_non_negative(int), default=0, help="port to listen on; 0 picks a free one")
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not a loopback address")
@@ -582,9 +580,9 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until SIGTERM or SIGINT; returns the exit status."""
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m loadgrade.servers.reference") -> int:
+    """Run the server until SIGTERM or SIGINT; returns the exit status (``loadgrade serve-reference`` too)."""
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     if not args.allow_remote and not _is_loopback(args.host):
         parser.error(
