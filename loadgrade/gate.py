@@ -31,7 +31,6 @@ EXIT_UNJUDGED = 2  # the run could not be judged (no records, unreadable files, 
 # Measured at the best level (see analysis.rules): "goodput>=100" passes when some level reached it, so a failing
 # one has no level where it "breaks" -- none ever reached it.
 _CAPACITY = {"goodput", "throughput"}
-_SHARE_WORDS = ("accuracy", "precision", "recall", "f1", "match", "consistency", "coverage", "rate", "share")
 
 
 @dataclass(frozen=True)
@@ -172,18 +171,10 @@ def _metric(rule: str) -> str:
 
 
 def _value(metric: str, value: float) -> str:
-    """A measured value in the rule's own unit: a drop in points, a share in %, a latency in ms."""
-    if metric.endswith("_drop"):
-        return f"{100 * value:.1f} points"
-    if metric.endswith("_ms"):
-        return f"{value:.1f} ms"
-    if metric in _CAPACITY:
-        return f"{value:.1f} req/s"
-    if metric.startswith("inflight"):
-        return f"{value:.1f} in flight"
-    if any(word in metric for word in _SHARE_WORDS):
-        return f"{100 * value:.1f}%"
-    return f"{value:.4g}"
+    """A measured value in the unit the report's tables use (a drop in points, a share in %, a latency in ms)."""
+    from loadgrade.analysis.report import format_measure
+
+    return format_measure(metric, value)
 
 
 def _where(load: float, level: int | None, unit: str) -> str:

@@ -51,6 +51,8 @@ def run_info(
         "python_version": platform.python_version(),
         "scenario_path": str(scenario.source) if scenario.source else None,
         "scenario": scenario.redacted(),
+        # the URL requests went to, as the scenario wrote it (${NAME} references unexpanded, no password)
+        "endpoint_url": scenario.base_url_as_written + scenario.request_path,
         "started_at": iso_utc(t_start),
         "ended_at": iso_utc(t_end) if t_end is not None else None,
         "t_start": t_start,

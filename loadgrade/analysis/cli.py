@@ -1,24 +1,28 @@
-"""Command line: ``python -m analysis report|check|compare``. Parse, call, print; nothing else."""
+"""Command line: ``loadgrade report|check|compare`` (also ``python -m analysis`` from the repository root).
+
+Parse, call, print; nothing else.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from loadgrade.analysis.compare import compare_conclusion, compare_runs, format_comparison, write_comparison
-from loadgrade.analysis.degradation import load_unit
 from loadgrade.analysis.errors import AnalysisInputError
-from loadgrade.analysis.html_report import write_html
-from loadgrade.analysis.io import read_run_info
-from loadgrade.analysis.plots import write_charts
-from loadgrade.analysis.report import RunAnalysis, analyse_run, describe_knee, format_levels, write_outputs
-from loadgrade.analysis.rules import RULE_METRICS, check_rules, parse_rule
+
+# The rest of the analysis (pandas, scikit-learn, matplotlib: seconds to load) is imported by each command once it
+# has said what it is about to do, so that `report` prints its first line at once.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from loadgrade.analysis.report import RunAnalysis
 
 __all__ = ["main"]
 
@@ -32,17 +36,17 @@ Analyse a loadgrade run: how accuracy, latency, throughput and errors change as 
 A run directory holds records.csv (one row per request) and run.json (the scenario and its stages).
 Labels come from the scenario's dataset unless --truth names another file.
 
-  report   levels.csv, summary.json, PNG charts and a self-contained report.html
+  report   levels.csv, summary.json, charts (SVG and PNG) and a self-contained report.html
   check    pass/fail rules for CI
   compare  two runs level by level (e.g. model v1 against v2): compare.csv, compare.json, compare.png
 """
 
 EPILOG = """\
 examples:
-  python -m analysis report runs/digits-20261123T150000Z
-  python -m analysis report runs/x --truth labels.parquet --out results/x --window-s 5
-  python -m analysis check runs/x --rule 'accuracy_drop<=0.01' --rule 'p95_ms<=200'
-  python -m analysis compare runs/model-v1 runs/model-v2 --out results/v1-vs-v2
+  %(prog)s report runs/digits-20261123T150000Z
+  %(prog)s report runs/x --truth labels.parquet --out results/x --window-s 5
+  %(prog)s check runs/x --rule 'accuracy_drop<=0.01' --rule 'p95_ms<=200'
+  %(prog)s compare runs/model-v1 runs/model-v2 --out results/v1-vs-v2
 
 exit status: 0 success (check: all rules pass), 1 a check rule failed, 2 unusable input.
 """
@@ -95,9 +99,21 @@ CHECK_EPILOG = (
     "  accuracy_drop<=0.01  accuracy>=0.9@users>=50  p95_ms<=200  goodput>=100  error_rate<=0.01\n"
     "  answered_accuracy_drop<=0.01  shed_rate<=1%  client_error_rate==0\n"
     "  p99_sched_ms<=500  p95_sched_ms<=300@rate<=100  late_share<=1%\n\n"
-    "metrics:\n  " + textwrap.fill(", ".join(RULE_METRICS), width=100, subsequent_indent="  ") + "\n\n"
+    "metrics:\n  {rule metrics}\n\n"
     "exit status: 0 all rules pass, 1 a rule fails, 2 unusable input or rule."
 )
+
+
+class _CheckHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Fills in the rule metrics when the help is shown: they come from analysis.rules, which loads pandas."""
+
+    def add_text(self, text: str | None) -> None:
+        if text and "{rule metrics}" in text:
+            from loadgrade.analysis.rules import RULE_METRICS
+
+            metrics = textwrap.fill(", ".join(RULE_METRICS), width=100, subsequent_indent="  ")
+            text = text.replace("{rule metrics}", metrics)
+        super().add_text(text)
 
 
 COMPARE_DESCRIPTION = """\
@@ -184,9 +200,10 @@ def _add_run_options(parser: argparse.ArgumentParser, *, runs: int = 1) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, prog: str = "python -m analysis") -> argparse.ArgumentParser:
+    """The parser of the three commands; ``prog`` is the command that runs them (``loadgrade`` when installed)."""
     parser = argparse.ArgumentParser(
-        prog="python -m analysis",
+        prog=prog,
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -194,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     report = commands.add_parser(
         "report",
-        help="write levels.csv, summary.json, PNG charts and report.html; print the per-level table",
+        help="write levels.csv, summary.json, charts (SVG and PNG) and report.html; print the per-level table",
         description="Analyse a run: write levels.csv (one row per load level), summary.json (headline "
-        "numbers, the knee, counts, assumptions), PNG charts and report.html (one self-contained page with "
+        "numbers, the knee, counts, assumptions), charts (SVG and PNG) and report.html (one self-contained page with "
         "the charts embedded, opens from disk) into RUN_DIR/analysis/ or --out, and print a per-level table.",
     )
     _add_run_options(report)
@@ -204,14 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--no-charts",
         action="store_true",
-        help="skip the PNG charts (faster); report.html is still written, without charts",
+        help="skip the charts (faster); report.html is still written, without charts",
     )
     check = commands.add_parser(
         "check",
         help="evaluate pass/fail rules (CI gate): exit 0 pass, 1 fail, 2 unusable input",
         description=CHECK_DESCRIPTION,
         epilog=CHECK_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_CheckHelpFormatter,
     )
     _add_run_options(check)
     check.add_argument(
@@ -245,14 +262,16 @@ def _rate_warnings(levels: pd.DataFrame) -> list[str]:
     """Open model: a level that did not reach its offered rate, or sent many arrivals late, says so."""
     if "target_rps" not in levels.columns:
         return []
+    repeated = levels["target_rps"].duplicated(keep=False).to_numpy(dtype=bool)
     lines = []
-    for row in levels.to_dict("records"):
+    for row, twice in zip(levels.to_dict("records"), repeated, strict=True):
         target, achieved = row["target_rps"], row["throughput_rps"]
         late = row.get("late_share", math.nan)
         short = target == target and achieved < RATE_MET_SHARE * target
         if short or (late == late and late > LATE_SHARE_WARNING):
+            which = f" (level {row['level']})" if twice else ""
             lines.append(
-                f"warning: level {row['level']} offered {target:g} req/s and achieved {achieved:.1f} req/s"
+                f"warning: at {target:g} req/s offered{which}, {achieved:.1f} req/s were achieved"
                 + (
                     f"; {100 * late:.1f} % of arrivals were sent late (p99 lag {row['lag_p99_ms']:.0f} ms)"
                     if late == late
@@ -264,10 +283,18 @@ def _rate_warnings(levels: pd.DataFrame) -> list[str]:
 
 
 def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
+    from loadgrade.analysis.report import describe_knee, format_levels
+
     summary = analysis.summary
     counts = summary.counts
     title = f"run {analysis.run.run_dir}" + (f" (scenario {summary.scenario})" if summary.scenario else "")
     print(title)
+    tested = summary.tested
+    labelled = {"protocol": "protocol ", "duration": "ran "}
+    keys = ("endpoint", "protocol", "load", "load generator", "duration")
+    parts = [labelled.get(k, "") + tested[k] for k in keys if k in tested]
+    if "endpoint" in tested or "load" in tested:
+        print("tested: " + "; ".join(parts))
     for warning in summary.warnings:
         print(f"WARNING: {warning}")
     print(
@@ -296,14 +323,44 @@ def _print_report(analysis: RunAnalysis, written: dict[str, Path]) -> None:
     print(summary.headline)
     if summary.capacity is not None:
         print(f"capacity search: {summary.capacity['sentence']}")
-    print(describe_knee("quality knee", summary.quality_knee, caveat=summary.quality_caveat))
-    print(describe_knee("latency knee", summary.latency_knee))
+    levels = analysis.levels
+    print(describe_knee("quality knee", summary.quality_knee, caveat=summary.quality_caveat, levels=levels))
+    print(describe_knee("latency knee", summary.latency_knee, levels=levels))
     folder = {p.parent for p in written.values()}
     names = ", ".join(p.name for p in written.values())
     print(f"wrote {names} to {folder.pop()}" if len(folder) == 1 else "wrote " + ", ".join(map(str, written.values())))
 
 
+def _announce(run_dir: Path) -> bool:
+    """The first line of ``report``, on stderr before any heavy import: which run, how big (from run.json).
+
+    Nothing, and False, when the run has no records.csv: the error then says why, alone.
+    """
+    records = run_dir / "records.csv"
+    if not records.is_file():
+        return False
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        rows = int(info["records_written"])
+    except (OSError, ValueError, KeyError, TypeError):
+        rows = None
+    size = records.stat().st_size
+    amount = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    what = f"{rows:,} records ({amount})" if rows is not None else f"records.csv ({amount})"
+    print(f"analysing {run_dir}: {what}", file=sys.stderr, flush=True)
+    return True
+
+
 def _report(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    announced = _announce(args.run_dir)
+    from loadgrade.analysis.html_report import write_html
+    from loadgrade.analysis.io import Progress, wants_progress
+    from loadgrade.analysis.plots import write_charts
+    from loadgrade.analysis.report import analyse_run, write_outputs
+
+    # a line per step on stderr (what a CI log shows); on a terminal, bars as well for a big run
+    progress = Progress(bars=wants_progress(args.run_dir / "records.csv"), lines=announced, started=started)
     analysis = analyse_run(
         args.run_dir,
         truth=args.truth,
@@ -311,28 +368,58 @@ def _report(args: argparse.Namespace) -> int:
         task=args.task,
         metric=args.metric,
         tolerance=args.tolerance,
+        progress=progress,
     )
     out_dir = args.out if args.out is not None else args.run_dir / "analysis"
+    progress.step("writing levels.csv and summary.json")
     written = write_outputs(analysis, out_dir)
+    if not args.no_charts:
+        progress.step("charts")
     charts = {} if args.no_charts else write_charts(analysis, out_dir)
-    written.update(charts)
+    for name, path in charts.items():
+        written[name] = path
+        if path.with_suffix(".svg").is_file():  # each chart's vector twin (see write_charts)
+            written[Path(name).with_suffix(".svg").name] = path.with_suffix(".svg")
+    progress.step("report.html")
     written["report.html"] = write_html(analysis, out_dir, charts=charts)
+    progress.step("done")
     _print_report(analysis, written)
     return EXIT_OK
 
 
-def _format_checks(results: pd.DataFrame, *, unit: str = "users") -> str:
+def _format_checks(results: pd.DataFrame, *, unit: str = "users", breaks: Sequence[str] = ()) -> str:
+    """The verdict table of ``check``: each rule's measured value in its unit (% for a share, points for a drop,
+    ms, req/s), where it was measured, and where a failing rule first breaks.
+
+    >>> import pandas as pd
+    >>> results = pd.DataFrame({"rule": ["accuracy_drop<=0.01", "p95_ms<=100"], "measured": [0.2561, 33.62],
+    ...     "at_load": [16.0, 8.0], "passed": [False, True], "verdict": ["fail", "pass"]})
+    >>> print(_format_checks(results, breaks=["8 users", ""]))
+    rule                     measured  at users  first breaks at  verdict
+    accuracy_drop<=0.01   25.6 points        16  8 users          FAIL
+    p95_ms<=100               33.6 ms         8  -                pass
+    """
+    from loadgrade.analysis.report import format_measure
+    from loadgrade.analysis.rules import parse_rule
+
     width = max(20, *(len(r) for r in results["rule"]))
-    lines = [f"{'rule':<{width}}  {'measured':>10}  {'at ' + unit:>8}  verdict"]
-    for row in results.to_dict("records"):
-        measured = "-" if math.isnan(row["measured"]) else f"{row['measured']:.4g}"
+    breaks = list(breaks) or [""] * len(results)
+    where_width = max(15, *(len(b) for b in breaks))
+    lines = [f"{'rule':<{width}}  {'measured':>11}  {'at ' + unit:>8}  {'first breaks at':<{where_width}}  verdict"]
+    for row, where in zip(results.to_dict("records"), breaks, strict=True):
+        measured = format_measure(parse_rule(row["rule"]).metric, float(row["measured"])).replace("–", "-")
         load = "-" if math.isnan(row["at_load"]) else f"{row['at_load']:g}"
         verdict = "pass" if row["passed"] else str(row["verdict"]).upper()
-        lines.append(f"{row['rule']:<{width}}  {measured:>10}  {load:>8}  {verdict}")
+        lines.append(f"{row['rule']:<{width}}  {measured:>11}  {load:>8}  {where or '-':<{where_width}}  {verdict}")
     return "\n".join(lines)
 
 
 def _check(args: argparse.Namespace) -> int:
+    from loadgrade.analysis.degradation import load_unit
+    from loadgrade.analysis.io import read_run_info
+    from loadgrade.analysis.report import analyse_run, rule_breaks
+    from loadgrade.analysis.rules import check_rules, parse_rule
+
     rules = args.rules
     parsed = [parse_rule(r) for r in rules] if rules else None
     info = read_run_info(args.run_dir) if args.run_dir.is_dir() else {}
@@ -361,13 +448,16 @@ def _check(args: argparse.Namespace) -> int:
     results = check_rules(analysis.levels, parsed)
     for warning in analysis.summary.warnings:
         print(f"WARNING: {warning}")
-    print(_format_checks(results, unit=load_unit(analysis.levels)))
+    print(_format_checks(results, unit=load_unit(analysis.levels), breaks=rule_breaks(analysis.levels, parsed)))
     failed = int((~results["passed"]).sum())
     print(f"{len(results) - failed} of {len(results)} rules pass" + ("" if not failed else f"; {failed} fail"))
     return EXIT_OK if failed == 0 else EXIT_FAIL
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from loadgrade.analysis.compare import compare_conclusion, compare_runs, format_comparison, write_comparison
+    from loadgrade.analysis.report import analyse_run
+
     options = {"truth": args.truth, "window_s": args.window_s, "task": args.task, "metric": args.metric}
     a = analyse_run(args.run_a, **options)
     b = analyse_run(args.run_b, **options)
@@ -384,9 +474,9 @@ def _compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m analysis") -> int:
+    """Run the command line; returns the exit status. ``prog`` names the command in usage and help."""
+    parser = build_parser(prog=prog)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

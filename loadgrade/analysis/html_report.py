@@ -1,8 +1,11 @@
 """``report.html``: one self-contained page per run that opens from disk.
 
-Charts are embedded as base64 PNG data URIs and the styling is inline, so the
-file can be mailed or attached to a CI job as is: no JavaScript, no external
-URL. Every piece of text that comes from the run (scenario, labels,
+It opens with what was tested (endpoint, protocol, dataset, load, workers,
+duration, versions), then the headline: where quality breaks and why. Charts
+are inlined as SVG (vectors, their hover texts kept), or embedded as base64
+PNG data URIs when only a PNG exists, and the styling is inline, so the file
+can be mailed or attached to a CI job as is: no JavaScript, no external URL.
+Every piece of text that comes from the run (scenario, labels,
 predictions, error messages, paths) goes through :func:`html.escape`, because
 a model's output is untrusted input to whoever opens the page.
 """
@@ -13,6 +16,7 @@ import base64
 import html
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,9 @@ from loadgrade.analysis.report import (
     Summary,
     confusion_level,
     describe_knee,
+    format_limit,
+    format_measure,
+    rule_breaks,
 )
 from loadgrade.analysis.rules import Rule, check_rules, parse_rule
 
@@ -39,10 +46,12 @@ __all__ = ["CHART_CAPTIONS", "render_html", "write_html"]
 CHART_CAPTIONS: dict[str, tuple[str, str]] = {
     "accuracy.png": (
         "Accuracy against load",
-        "Each point is one load level: orange is accuracy over every request (a failed, timed-out or shed request "
-        "counts as wrong: what clients got), blue among answered requests only (model quality); shaded bands are "
-        "95% Wilson intervals with the sample as the unit. Red crosses mark levels significantly worse than "
-        "baseline, the dashed line the knee; a grey triangle a level where no request was answered.",
+        "Each point is one load level: solid orange is accuracy over every request (a failed, timed-out or shed "
+        "request counts as wrong: what clients got) with a shaded band, dashed blue among answered requests only "
+        "(model quality) with a hatched band; bands are 95% Wilson intervals with the sample as the unit. A red "
+        "cross (orange curve) or red square (blue curve) marks a level significantly worse than the baseline on "
+        "that curve; the red dashed line is where quality breaks, the green dotted one the last good level; a grey "
+        "triangle a level where no request was answered. Hover a point for its figures.",
     ),
     "latency.png": (
         "Latency percentiles against load",
@@ -51,9 +60,10 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
         "latency SLO when one is set.",
     ),
     "throughput.png": (
-        "Throughput and quality goodput against load",
-        "Requests per second against correct answers within the SLO per second; the gap between them is "
-        "capacity spent on wrong, slow or failed answers.",
+        "Throughput against load: answered right, answered wrong, failed",
+        "Requests per second at each level, stacked: answered right, answered wrong and failed (red, hatched; the "
+        "share failed is written on the bar), so a server that sheds fast does not look faster; the black line is "
+        "goodput (correct answers within the latency SLO per second) where it differs from the right answers.",
     ),
     "resources.png": (
         "What the load cost the served model",
@@ -67,10 +77,11 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
         "load explains them) and other server errors.",
     ),
     "over_time.png": (
-        "Accuracy and load over time",
-        "Accuracy in short time bins, over every request (orange) and among answered ones (blue), against the load "
-        "(grey): active users, or in an open-model run each "
-        "stage's target rate (step) and the rate achieved (dotted). A drop that follows each step up in load is "
+        "Accuracy, load, failures and latency over time",
+        "Four panels on one time axis, in short time bins that never mix two stages: accuracy over every request "
+        "(orange) and among answered ones (blue); the load as recorded (active users, or in an open-model run each "
+        "stage's target rate and the rate achieved); the share of requests that failed, shed ones apart; p50 and "
+        "p95 latency. Thin lines mark the recorded stage starts. A drop that follows each step up in load is "
         "load-driven, a drift that does not is something else.",
     ),
     "class_recall.png": (
@@ -96,7 +107,12 @@ th,td{border:1px solid #d8dce4;padding:.25rem .5rem;text-align:right;vertical-al
 th{background:#f1f3f7}td.text,th.text{text-align:left}
 tr.degraded td{background:#fdecea}tr.baseline td{background:#eef5ff}
 .pass{color:#17692f;font-weight:600}.fail{color:#b3261e;font-weight:600}
-figure{margin:1rem 0 2rem}img{max-width:100%;border:1px solid #e3e6ec}figcaption{color:#3f4757;font-size:.9rem}
+figure{margin:1rem 0 2rem}figure img,figure svg{max-width:100%;height:auto;border:1px solid #e3e6ec}
+figcaption{color:#3f4757;font-size:.9rem}
+dl.tested{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:.75rem 0 1rem;
+ padding:.6rem 1rem;background:#f6f7fa;border:1px solid #d8dce4;border-radius:4px;font-size:.9rem}
+dl.tested dt{color:#5b6374;font-weight:600}dl.tested dd{margin:0;overflow-wrap:anywhere}
+p.verdict{font-size:1.05rem;margin:.5rem 0}
 code{background:#f1f3f7;padding:0 .2rem}ul{padding-left:1.3rem}
 .warning{background:#fff4e5;border:2px solid #b3261e;border-radius:4px;padding:.5rem 1rem;margin:1rem 0}
 .warning p{margin:.25rem 0}
@@ -278,36 +294,48 @@ def _rules_html(analysis: RunAnalysis, rules: Sequence[str | Rule] | None) -> tu
     if not rules:
         return "SLO rules: none set (add <code>slo.rules</code> to the scenario or use <code>check --rule</code>).", ""
     try:
-        results = check_rules(analysis.levels, [r if isinstance(r, Rule) else parse_rule(r) for r in rules])
+        parsed = [r if isinstance(r, Rule) else parse_rule(r) for r in rules]
+        results = check_rules(analysis.levels, parsed)
     except AnalysisInputError as exc:
         return f'SLO rules: <span class="fail">could not be evaluated</span>: {_e(exc)}', ""
     failed = int((~results["passed"]).sum())
     verdict = '<span class="pass">PASS</span>' if failed == 0 else '<span class="fail">FAIL</span>'
     sentence = f"SLO rules: {verdict}, {len(results) - failed} of {len(results)} rules pass."
+    breaks = rule_breaks(analysis.levels, parsed)
     rows = []
-    for row in results.to_dict("records"):
+    for rule, where, row in zip(parsed, breaks, results.to_dict("records"), strict=True):
         verdict_cell = (
             '<span class="pass">pass</span>' if row["passed"] else f'<span class="fail">{_e(row["verdict"])}</span>'
         )
         rows.append(
-            [f"<code>{_e(row['rule'])}</code>", _fmt(row["measured"], ".4g"), _fmt(row["at_load"], "g"), verdict_cell]
+            [
+                f"<code>{_e(row['rule'])}</code>",
+                _e(format_limit(rule)),
+                _e(format_measure(rule.metric, float(row["measured"]))),
+                _fmt(row["at_load"], "g"),
+                _e(where or "–"),
+                verdict_cell,
+            ]
         )
-    header = ["rule", "measured", f"at {_e(load_unit(analysis.levels))}", "verdict"]
+    header = ["rule", "limit", "measured", f"at {_e(load_unit(analysis.levels))}", "first breaks at", "verdict"]
     return sentence, _rows_table(header, rows, text_columns=1, id_="rules")
 
 
-def _errors_html(joined: pd.DataFrame) -> str:
+def _errors_html(joined: pd.DataFrame, levels: pd.DataFrame) -> str:
     failed = joined[~joined["ok"].to_numpy(dtype=bool)]
     if failed.empty:
         return "<p>No request failed.</p>"
     status = failed["status_code"] if "status_code" in failed.columns else pd.Series(0, index=failed.index)
+    unit = load_unit(levels)
+    offered = levels.set_index("level")["load" if unit != "users" and "load" in levels.columns else "users"]
     grouped = (
         failed.assign(
             message=failed["error"].astype(str).str.slice(0, _MAX_MESSAGE),
             failure=failure_class(failed["error_kind"].to_numpy(), status.to_numpy(dtype=float)),
+            offered=failed["level"].map(offered).astype(float),
         )
         .groupby(["failure", "error_kind", "message"], sort=False, dropna=False)
-        .agg(count=("ok", "size"), first_level=("level", "min"))
+        .agg(count=("ok", "size"), lowest_load=("offered", "min"))
         .reset_index()
         .sort_values("count", ascending=False, kind="stable")
         .head(_TOP)
@@ -318,7 +346,7 @@ def _errors_html(joined: pd.DataFrame) -> str:
             _e(r["error_kind"]),
             f"<code>{_e(r['message'])}</code>",
             str(int(r["count"])),
-            _fmt(r["first_level"], ".0f"),
+            "–" if _isnan(r["lowest_load"]) else f"{float(r['lowest_load']):g} {_e(unit)}",
         ]
         for r in grouped.to_dict("records")
     ]
@@ -328,9 +356,7 @@ def _errors_html(joined: pd.DataFrame) -> str:
         "HTTP 429/503 (the server refusing load), a client error any other 3xx/4xx (the scenario asks wrongly, "
         "whatever the load), a server error any other HTTP error:</p>"
     )
-    return total + _rows_table(
-        ["class", "kind", "message", "requests", "first level"], rows, text_columns=3, id_="errors"
-    )
+    return total + _rows_table(["class", "kind", "message", "requests", "from"], rows, text_columns=3, id_="errors")
 
 
 def _wrong_html(analysis: RunAnalysis) -> str:
@@ -387,18 +413,105 @@ def _resources_html(levels: pd.DataFrame, *, unit: str) -> str:
     )
 
 
+_SVG_DROP = re.compile(r"<\?xml.*?\?>|<!DOCTYPE.*?>|<!--.*?-->|<metadata>.*?</metadata>", re.DOTALL | re.IGNORECASE)
+_SVG_XMLNS = re.compile(r'\s+xmlns(?::\w+)?="[^"]*"')
+_SVG_ID = re.compile(r'\bid="([^"]+)"')
+_SVG_REFERENCE = re.compile(r'(url\(#|href="#)([^)"]+)')
+# What a chart never needs and a page must never run or fetch: an SVG holding any of it is shown as its PNG.
+_SVG_UNSAFE = re.compile(r"<script|<foreignObject|\son\w+\s*=|javascript:|://", re.IGNORECASE)
+
+
+def _inline_svg(data: bytes, *, prefix: str, title: str) -> str | None:
+    """A chart's SVG file as an ``<svg>`` element of the page, or None when it cannot be inlined safely.
+
+    The XML prologue, comments, metadata and namespace declarations go (HTML
+    needs none of them, and matplotlib's name external URLs); every id gets
+    ``prefix`` so that two charts on one page never share one (matplotlib
+    names glyphs and markers alike in every figure), and the chart's own
+    stylesheet applies to the chart only.
+
+    >>> svg = (b'<?xml version="1.0"?>\\n<!-- Created with matplotlib (https://matplotlib.org/) -->\\n'
+    ...        b'<svg xmlns="http://www.w3.org/2000/svg" width="10pt"><defs><style>*{stroke: red}</style>'
+    ...        b'<path id="m1"/></defs><use xlink:href="#m1" clip-path="url(#m1)"/></svg>')
+    >>> print(_inline_svg(svg, prefix="accuracy", title="Accuracy"))
+    <svg role="img" aria-label="Accuracy" id="accuracy" width="10pt"><defs><style>#accuracy *{stroke: red}</style>\
+<path id="accuracy-m1"/></defs><use xlink:href="#accuracy-m1" clip-path="url(#accuracy-m1)"/></svg>
+    >>> _inline_svg(b'<svg><script>alert(1)</script></svg>', prefix="x", title="x") is None
+    True
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    text = _SVG_DROP.sub("", text).strip()
+    start = text.find("<svg")
+    if start < 0 or not text.endswith("</svg>"):
+        return None
+    text = text[start:]
+    root_end = text.index(">")
+    text = _SVG_XMLNS.sub("", text[:root_end]) + text[root_end:]
+    if _SVG_UNSAFE.search(text):
+        return None
+    ids = set(_SVG_ID.findall(text))
+    text = _SVG_ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', text)
+    text = _SVG_REFERENCE.sub(
+        lambda m: m.group(1) + (f"{prefix}-{m.group(2)}" if m.group(2) in ids else m.group(2)), text
+    )
+    text = text.replace("<style>*{", f"<style>#{prefix} *{{").replace(
+        '<style type="text/css">*{', f"<style>#{prefix} *{{"
+    )
+    return f'<svg role="img" aria-label="{_e(title)}" id="{prefix}"' + text[len("<svg") :]
+
+
+def _chart_stems(charts: Mapping[str, bytes]) -> list[str]:
+    """Each chart once, in the order given, whichever of ``NAME.svg`` and ``NAME.png`` it came as."""
+    return list(dict.fromkeys(Path(name).stem for name in charts))
+
+
 def _charts_html(charts: Mapping[str, bytes]) -> str:
     if not charts:
         return "<p>Charts were not written (<code>--no-charts</code>).</p>"
     parts = []
-    for name, data in charts.items():
-        title, caption = CHART_CAPTIONS.get(name, (name, ""))
-        encoded = base64.b64encode(data).decode("ascii")
+    for stem in _chart_stems(charts):
+        title, caption = CHART_CAPTIONS.get(f"{stem}.png", (stem, ""))
+        svg = charts.get(f"{stem}.svg")
+        image = None if svg is None else _inline_svg(svg, prefix=f"chart-{stem}", title=title)
+        if image is None and f"{stem}.png" in charts:
+            encoded = base64.b64encode(charts[f"{stem}.png"]).decode("ascii")
+            image = f'<img alt="{_e(title)}" src="data:image/png;base64,{encoded}">'
+        if image is None:
+            continue
         parts.append(
-            f'<figure id="{_e(name)}"><img alt="{_e(title)}" src="data:image/png;base64,{encoded}">'
+            f'<figure id="figure-{_e(stem)}">{image}'
             f"<figcaption><strong>{_e(title)}.</strong> {_e(caption)}</figcaption></figure>"
         )
     return "".join(parts)
+
+
+def _tested_html(summary: Summary) -> str:
+    """What was tested, atop the page as Locust's report opens with its host and script (see
+    :func:`analysis.describe_run`)."""
+    if not summary.tested:
+        return ""
+    items = "".join(
+        f"<dt>{_e(label[:1].upper() + label[1:])}</dt><dd>{_e(text)}</dd>" for label, text in summary.tested.items()
+    )
+    return f'<dl class="tested" id="tested">{items}</dl>'
+
+
+def _verdict_html(headline: str) -> str:
+    """The headline sentence, its opening (where quality breaks, or that it holds) in bold.
+
+    >>> _verdict_html("quality breaks at 8 users: accuracy 97.3 % → 83.0 %")
+    '<p class="verdict" id="verdict"><strong>Quality breaks at 8 users</strong>: accuracy 97.3 % → 83.0 %.</p>'
+    """
+    if not headline:
+        return ""
+    text = headline[:1].upper() + headline[1:]
+    head, colon, rest = text.partition(": ")
+    if not colon or len(head) > 80:
+        return f'<p class="verdict" id="verdict"><strong>{_e(text)}.</strong></p>'
+    return f'<p class="verdict" id="verdict"><strong>{_e(head)}</strong>: {_e(rest)}.</p>'
 
 
 def _warnings_html(summary: Summary) -> str:
@@ -458,8 +571,10 @@ def render_html(
     analysis : RunAnalysis
         From :func:`analysis.analyse_run`.
     charts : mapping of str to bytes, optional
-        PNG file name (as written by :func:`analysis.write_charts`) to its bytes;
-        each is embedded as a data URI with its caption.
+        Chart file name (``NAME.svg`` or ``NAME.png``, as written by
+        :func:`analysis.write_charts`) to its bytes. A chart given as SVG is
+        inlined as vectors, else its PNG is embedded as a data URI; each with
+        its caption.
     rules : sequence of str or Rule, optional
         SLO rules to evaluate; default: the scenario's ``slo.rules``.
 
@@ -471,33 +586,21 @@ def render_html(
     summary = analysis.summary
     counts = summary.counts
     info = analysis.run.info
-    scenario = info.get("scenario") if isinstance(info.get("scenario"), Mapping) else {}
     run_name = Path(analysis.run.run_dir).name
     rules_sentence, rules_table = _rules_html(analysis, rules)
-    description = scenario.get("description") if scenario else None
-
+    levels = analysis.levels
     headline = [
-        f"Run <code>{_e(analysis.run.run_dir)}</code>"
-        + (f", started {_e(summary.started_at)}" if summary.started_at else "")
-        + ".",
-        f"Scenario <strong>{_e(summary.scenario or 'unnamed')}</strong>"
-        + (f": {_e(description)}" if description else "."),
-        f"Task: {_e(summary.task)}{' (inferred from the labels)' if summary.task_inferred else ''}; "
-        f"{counts.n_records} records in {summary.n_levels} {_e(summary.level_kind)} levels, "
-        f"{_load(summary.baseline)} to {_load(summary.highest_load)} {_e(summary.load_unit)} offered.",
-        *(
-            [f'<strong id="verdict">{_e(summary.headline[:1].upper() + summary.headline[1:])}.</strong>']
-            if summary.headline
-            else []
-        ),
         *(
             [f"<strong>Capacity search: {_e(summary.capacity['sentence'])}.</strong>"]
             if summary.capacity is not None
             else []
         ),
-        _e(describe_knee("Quality knee", summary.quality_knee, caveat=summary.quality_caveat)) + ".",
-        _e(describe_knee("Latency knee", summary.latency_knee)) + ".",
+        _e(describe_knee("Quality knee", summary.quality_knee, caveat=summary.quality_caveat, levels=levels)) + ".",
+        _e(describe_knee("Latency knee", summary.latency_knee, levels=levels)) + ".",
         rules_sentence,
+        f"Task: {_e(summary.task)}{' (inferred from the labels)' if summary.task_inferred else ''}; "
+        f"{counts.n_records} records in {summary.n_levels} {_e(summary.level_kind)} levels, "
+        f"{_load(summary.baseline)} to {_load(summary.highest_load)} {_e(summary.load_unit)} offered.",
     ]
     join = [
         f"{counts.n_records} records, {counts.n_with_truth} with a label from <code>{_e(summary.truth_path)}</code>.",
@@ -551,7 +654,9 @@ def render_html(
 <body>
 <h1>Accuracy against load: {_e(summary.scenario or run_name)}</h1>
 <p class="sub">loadgrade analysis {_e(ANALYSIS_VERSION)} of run {_e(run_name)}</p>
+{_tested_html(summary)}
 {_warnings_html(summary)}<h2 id="headline">Headline</h2>
+{_verdict_html(summary.headline)}
 {_list(headline)}
 {_capacity_html(summary)}
 {rules_table}
@@ -567,7 +672,7 @@ responses; goodput is correct answers within the latency SLO per second.</p>
 <h2 id="charts">Charts</h2>
 {_charts_html(charts or {})}
 <h2 id="failures">Errors</h2>
-{_errors_html(analysis.joined)}
+{_errors_html(analysis.joined, analysis.levels)}
 {_wrong_html(analysis)}
 <h2 id="join">Labels and records</h2>
 {_list(join)}
@@ -587,7 +692,11 @@ def write_html(
     charts: Mapping[str, str | os.PathLike[str]] | None = None,
     rules: Sequence[str | Rule] | None = None,
 ) -> Path:
-    """Write ``report.html`` into ``out_dir``, embedding the PNG files named in ``charts``.
+    """Write ``report.html`` into ``out_dir``, embedding the charts named in ``charts``.
+
+    Each chart is inlined as its SVG when ``charts`` names one, or one lies
+    beside its PNG (``NAME.svg``, as :func:`analysis.write_charts` writes it),
+    else embedded as the PNG: the page stays one file that opens offline.
 
     Returns
     -------
@@ -596,7 +705,13 @@ def write_html(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = {name: Path(path).read_bytes() for name, path in (charts or {}).items()}
+    images: dict[str, bytes] = {}
+    for name, raw in (charts or {}).items():
+        path = Path(raw)
+        images[name] = path.read_bytes()
+        twin = path.with_suffix(".svg")
+        if path.suffix == ".png" and twin.is_file() and f"{Path(name).stem}.svg" not in (charts or {}):
+            images[f"{Path(name).stem}.svg"] = twin.read_bytes()
     path = out / "report.html"
     path.write_text(render_html(analysis, charts=images, rules=rules), encoding="utf-8")
     return path

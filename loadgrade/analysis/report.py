@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,12 @@ import pandas as pd
 
 from loadgrade.analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order, load_unit
 from loadgrade.analysis.errors import AnalysisInputError
-from loadgrade.analysis.io import RunData, load_run, output_dir, wants_progress
+from loadgrade.analysis.io import Progress, RunData, load_run, output_dir, wants_progress
 from loadgrade.analysis.join import JoinSummary, join_truth
 from loadgrade.analysis.levels import assign_levels
 from loadgrade.analysis.metrics import level_table
 from loadgrade.analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
+from loadgrade.analysis.rules import Rule, check_rules, parse_rule
 
 __all__ = [
     "LevelHeadline",
@@ -31,9 +32,13 @@ __all__ = [
     "describe_capacity",
     "describe_knee",
     "describe_quality",
+    "describe_run",
     "failure_shares",
     "format_levels",
+    "format_limit",
+    "format_measure",
     "quality_warnings",
+    "rule_breaks",
     "run_warnings",
     "summarize",
     "write_outputs",
@@ -189,12 +194,17 @@ class Summary:
     """A capacity search's outcome from run.json (``variable``, ``highest_passing``, ``lowest_failing``,
     ``levels`` tried as ``{value, passed}``) plus ``sentence``, the answer in words; None without a search."""
     headline: str = ""
-    """Where quality breaks and why, in one sentence (see :func:`describe_quality`)."""
+    """Where quality breaks and why, and the worst failures, in one sentence (see :func:`describe_quality`)."""
     quality_breaks_at: LevelHeadline | None = None
     """The first degraded level in load order; None when no level is."""
     quality_caveat: str | None = None
     """Why "no level degraded" is not "quality holds": a drop beyond the tolerance on too few samples to be
     significant, or a baseline without answers; None otherwise."""
+    most_failures_at: LevelHeadline | None = None
+    """The level where the largest share of requests failed; None when no request failed."""
+    tested: dict[str, str] = field(default_factory=dict)
+    """What was tested, label to text (run, scenario, endpoint, protocol, dataset, load, load generator, started,
+    duration, versions): the header of report.html (see :func:`describe_run`)."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +289,211 @@ def _capacity(info: Mapping[str, Any]) -> dict[str, Any] | None:
     if not isinstance(raw, Mapping):
         return None
     return {**raw, "sentence": describe_capacity(raw)}
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _seconds(value: float) -> str:
+    """``12 s``, ``4 min 10 s``, ``1 h 02 min``."""
+    if value < 120:
+        return f"{value:.1f}".removesuffix(".0") + " s"
+    minutes, seconds = divmod(round(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _endpoint(scenario: Mapping[str, Any], info: Mapping[str, Any]) -> str | None:
+    endpoint = _mapping(scenario.get("endpoint"))
+    base = endpoint.get("base_url")
+    url = info.get("endpoint_url")
+    if not url and not base:
+        return None
+    details = []
+    if not url:  # run.json before endpoint_url: the path is the scenario's, else the preset's own
+        path = endpoint.get("path")
+        kind = _mapping(scenario.get("protocol")).get("kind")
+        url = f"{base}{path}" if path else base
+        details += [] if path else [f"path: the {kind or 'protocol'} preset's default"]
+    text = f"{endpoint.get('method') or 'POST'} {url}"
+    if endpoint.get("timeout_s") is not None:
+        details.append(f"time-out {float(endpoint['timeout_s']):g} s")
+    headers = _mapping(endpoint.get("headers"))
+    if headers:
+        details.append("headers " + ", ".join(str(h) for h in headers))  # names only: values may be credentials
+    if endpoint.get("verify_tls") is False:
+        details.append("TLS not verified")
+    return text + (f" ({'; '.join(details)})" if details else "")
+
+
+def _protocol(scenario: Mapping[str, Any]) -> str | None:
+    protocol = _mapping(scenario.get("protocol"))
+    kind = protocol.get("kind")
+    if not kind:
+        return None
+    model = protocol.get("model") or protocol.get("model_name")
+    version = protocol.get("version") or protocol.get("model_version")
+    if not model:
+        return str(kind)
+    return f"{kind}, model {model}" + (f" version {version}" if version else "")
+
+
+def _dataset(scenario: Mapping[str, Any], n_samples: int | None) -> str | None:
+    dataset = _mapping(scenario.get("dataset"))
+    path = dataset.get("path")
+    if not path:
+        return None
+    parts = [f"{n_samples} labelled samples"] if n_samples else []
+    order = dataset.get("order")
+    if order:
+        parts.append(
+            f"{order} order" + (f" (seed {dataset['seed']})" if order == "shuffle" and "seed" in dataset else "")
+        )
+    passes = dataset.get("passes")
+    parts.append(
+        f"at most {passes} pass{'es' if passes != 1 else ''} per stage" if passes else "replayed until each stage ends"
+    )
+    return f"{Path(str(path)).name}: " + ", ".join(parts)
+
+
+def _stages_text(values: list[float], unit: str, durations: list[float]) -> str:
+    """``2 → 4 → 8 users, 12 s each``; a long list keeps its ends."""
+    shown = [f"{v:g}" for v in values]
+    if len(shown) > 8:
+        shown = [*shown[:3], "…", *shown[-2:]]
+    text = " → ".join(shown) + f" {unit}"
+    durations = [d for d in durations if d == d]
+    if durations and max(durations) - min(durations) <= 0.05 * max(durations) + 0.5:
+        mean = sum(durations) / len(durations)
+        each = f"{_seconds(round(mean) if mean >= 10 else mean)} each"
+        text += f", {each}" if len(values) > 1 else f" for {_seconds(durations[0])}"
+    if len(values) > 8:
+        text += f" ({len(values)} stages)"
+    return text
+
+
+def _load(scenario: Mapping[str, Any], info: Mapping[str, Any], stage_rates: Sequence[float] | None) -> str | None:
+    load = _mapping(scenario.get("load"))
+    stages = [s for s in info.get("stages") or [] if isinstance(s, Mapping)]
+    rates = [_optional(s.get("target_rps")) for s in stages]
+    if stage_rates is not None and len(stage_rates) == len(stages) and not any(rates):
+        rates = [_optional(r) for r in stage_rates]  # older run.json: the rates only in the records
+    open_model = bool(rates) and all(r is not None for r in rates)
+    kind = str(load.get("kind") or ("rate" if open_model else "users"))
+    values = [
+        float(r) if open_model and r is not None else float(s.get("target_users", s.get("users", math.nan)))
+        for s, r in zip(stages, rates, strict=True)
+    ]
+    durations = [float(s.get("t_end") or math.nan) - float(s.get("t_start") or math.nan) for s in stages]
+    if not values:
+        return kind if load else None
+    text = f"{kind} " + _stages_text(values, "req/s" if open_model else "users", durations)
+    cap = load.get("max_users")
+    if open_model and cap:
+        text += f", at most {cap} users in flight"
+    return text
+
+
+def _generator(info: Mapping[str, Any]) -> str | None:
+    workers = _count(info.get("worker_count"))
+    listed = [w for w in info.get("workers") or [] if isinstance(w, Mapping) and not w.get("refused")]
+    if workers == 1 and len(listed) == 1 and listed[0].get("client_id") == "local":
+        return "1 standalone Locust process"
+    if workers is None:
+        return None
+    return f"{workers} Locust worker{'s' if workers != 1 else ''}" if workers else "no Locust worker joined"
+
+
+def _versions_text(info: Mapping[str, Any]) -> str:
+    names = {"loadgrade": "loadgrade", "locust": "Locust", "python": "Python"}
+    versions = [
+        f"{names.get(key.removesuffix('_version'), key.removesuffix('_version'))} {value}"
+        for key, value in info.items()
+        if key.endswith("_version") and value
+    ]
+    return ", ".join([*versions, f"analysis {ANALYSIS_VERSION}"])
+
+
+def describe_run(
+    info: Mapping[str, Any],
+    *,
+    run_dir: str = "",
+    n_samples: int | None = None,
+    stage_rates: Sequence[float] | None = None,
+) -> dict[str, str]:
+    """What was tested, from ``run.json``: the header of ``report.html`` and ``Summary.tested``.
+
+    Every value comes from run.json, whose scenario is redacted when it is
+    written (a header value or a password in the URL never reaches it), and
+    only header names are listed. Entries run.json does not hold are left out.
+
+    Parameters
+    ----------
+    info : mapping
+        ``run.json``.
+    run_dir : str
+        The run directory, as given.
+    n_samples : int or None
+        Labelled samples of the dataset.
+    stage_rates : sequence of float or None
+        Open model: each stage's target rate from the records, for a
+        run.json whose stages do not name it.
+
+    Returns
+    -------
+    dict of str to str
+        Label to text, in the order a reader wants them: run, scenario,
+        endpoint, protocol, dataset, load, load generator, started, duration,
+        versions.
+
+    Examples
+    --------
+    >>> info = {"loadgrade_version": "0.1.0", "locust_version": "2.47.0", "python_version": "3.11.7",
+    ...     "scenario": {"name": "digits", "endpoint": {"base_url": "http://127.0.0.1:8000", "path": "/predict",
+    ...     "method": "POST", "timeout_s": 5.0}, "protocol": {"kind": "flask-predict"},
+    ...     "dataset": {"path": "/data/digits_test.csv", "order": "shuffle", "seed": 1}, "load": {"kind": "steps"}},
+    ...     "worker_count": 2, "started_at": "2026-12-03T09:59:17.440280Z", "t_start": 0.0, "t_end": 24.1,
+    ...     "stages": [{"target_users": 2, "t_start": 0.0, "t_end": 12.0}, {"target_users": 4, "t_start": 12.0,
+    ...     "t_end": 24.1}]}
+    >>> for label, text in describe_run(info, run_dir="runs/digits-1", n_samples=540).items():
+    ...     print(f"{label}: {text}")
+    run: digits-1
+    scenario: digits
+    endpoint: POST http://127.0.0.1:8000/predict (time-out 5 s)
+    protocol: flask-predict
+    dataset: digits_test.csv: 540 labelled samples, shuffle order (seed 1), replayed until each stage ends
+    load: steps 2 → 4 users, 12 s each
+    load generator: 2 Locust workers
+    started: 2026-12-03 09:59:17 UTC
+    duration: 24.1 s
+    versions: loadgrade 0.1.0, Locust 2.47.0, Python 3.11.7, analysis 0.1.0
+    """
+    scenario = _mapping(info.get("scenario"))
+    tested: dict[str, str | None] = {}
+    name = Path(run_dir).name if run_dir else ""
+    run_id = info.get("run_id")
+    tested["run"] = (name + (f" (id {run_id})" if run_id else "")) or (str(run_id) if run_id else None)
+    if scenario.get("name"):
+        description = scenario.get("description")
+        tested["scenario"] = str(scenario["name"]) + (f": {description}" if description else "")
+    tested["scenario file"] = str(info["scenario_path"]) if info.get("scenario_path") else None
+    tested["endpoint"] = _endpoint(scenario, info)
+    tested["protocol"] = _protocol(scenario)
+    tested["dataset"] = _dataset(scenario, n_samples)
+    tested["load"] = _load(scenario, info, stage_rates)
+    tested["load generator"] = _generator(info)
+    started = info.get("started_at")
+    if isinstance(started, str) and started:
+        tested["started"] = started.replace("T", " ").split(".")[0].removesuffix("Z") + " UTC"
+    t_start, t_end = _optional(info.get("t_start")), _optional(info.get("t_end"))
+    if t_start is not None and t_end is not None:
+        tested["duration"] = _seconds(t_end - t_start)
+    elif "ended_at" in info and info["ended_at"] is None:
+        tested["duration"] = "unknown: the run did not end"
+    tested["versions"] = _versions_text(info)
+    return {label: text for label, text in tested.items() if text}
 
 
 def run_warnings(
@@ -406,15 +621,53 @@ def failure_shares(failures: str, n: float) -> str:
     return "; ".join(parts)
 
 
-def _offered(row: Mapping[Any, Any], unit: str) -> str:
+def _failure_counts(failures: Any) -> str:
+    """``"http 503: 850; timeout: 12"`` as a person reads it: ``"HTTP 503 ×850, timeout ×12"``.
+
+    >>> _failure_counts("http 503: 850; timeout: 12; http: 2")
+    'HTTP 503 ×850, timeout ×12, HTTP ×2'
+    """
+    if not isinstance(failures, str) or not failures:
+        return ""
+    parts = []
+    for part in failures.split("; "):
+        name, _, count = part.rpartition(": ")
+        name = "HTTP" + name[4:] if name == "http" or name.startswith("http ") else name
+        parts.append(f"{name} ×{count}" if name and count.isdigit() else part)
+    return ", ".join(parts)
+
+
+def _load_words(value: float, unit: str) -> str:
+    """``8 users``, ``1 user``, ``50 req/s``."""
+    if value != value:
+        return f"? {unit}"
+    if unit == "users":
+        return f"{value:g} user{'' if value == 1 else 's'}"
+    return f"{value:g} {unit}"
+
+
+def _load_of(row: Mapping[Any, Any], unit: str) -> float:
     load = _number(row, "load") if unit != "users" else _number(row, "users")
-    if load != load:
-        load = _number(row, "users")
-    return f"{load:g} {unit}"
+    return _number(row, "users") if load != load else load
 
 
-def _at(row: Mapping[Any, Any], unit: str) -> str:
-    return f"{_offered(row, unit)} (level {int(row['level'])})"
+def _offered(row: Mapping[Any, Any], unit: str) -> str:
+    return _load_words(_load_of(row, unit), unit)
+
+
+def _repeated_loads(levels: pd.DataFrame, unit: str) -> frozenset[float]:
+    """Loads that more than one level offered (a step down and up again, time windows): there the load alone does
+    not say which level is meant, so the level index is added."""
+    column = "load" if unit != "users" and "load" in levels.columns else "users"
+    counts = levels[column].round(9).value_counts()
+    return frozenset(float(v) for v in counts[counts > 1].index)
+
+
+def _at(row: Mapping[Any, Any], unit: str, repeated: frozenset[float] = frozenset()) -> str:
+    """Where a level is, as a person reads it: its load (``8 users``), and its index only when the load repeats."""
+    load = _load_of(row, unit)
+    text = _load_words(load, unit)
+    return f"{text} (level {int(row['level'])})" if round(load, 9) in repeated else text
 
 
 def _drop(row: Mapping[Any, Any], base: Mapping[Any, Any], metric: str) -> float:
@@ -423,29 +676,43 @@ def _drop(row: Mapping[Any, Any], base: Mapping[Any, Any], metric: str) -> float
     return paired if paired == paired else _number(base, metric) - _number(row, metric)
 
 
+def _n_failed(row: Mapping[Any, Any]) -> float:
+    n_failed = _number(row, "n_failed")
+    return _number(row, "error_rate") * _number(row, "n") if n_failed != n_failed else n_failed
+
+
 def _failed_clause(row: Mapping[Any, Any]) -> str:
-    n_failed, n = _number(row, "n_failed"), _number(row, "n")
-    if n_failed != n_failed:
-        n_failed = _number(row, "error_rate") * n
+    n_failed, n = _n_failed(row), _number(row, "n")
     if not n_failed:
         return "no request failed"
-    shares = failure_shares(str(row.get("failures") or ""), n)
-    return f"{_share(n_failed / n)} of requests failed" + (f" ({shares})" if shares else "")
+    kinds = _failure_counts(row.get("failures"))
+    return f"{_share(n_failed / n)} of requests failed" + (f" ({kinds})" if kinds else "")
 
 
-def _comparison(row: Mapping[Any, Any], base: Mapping[Any, Any], metric: str) -> str:
-    drop = _drop(row, base, metric)
+def _change(row: Mapping[Any, Any], base: Mapping[Any, Any], metric: str, confidence: float) -> str:
+    """``accuracy over every request 97.3 % → 83.0 % (-14.3 points [95 % CI -16.7, -12.0], paired on 540 samples)``."""
+    prefix = "accuracy_drop" if metric == "effective_accuracy" else "answered_accuracy_drop"
+    paired, low, high = (_number(row, f"{prefix}{suffix}") for suffix in ("", "_low", "_high"))
     pairs = _number(row, "vs_baseline_n_pairs")
-    paired = _number(row, "accuracy_drop" if metric == "effective_accuracy" else "answered_accuracy_drop")
-    how = f", paired on {pairs:.0f} samples" if paired == paired and pairs == pairs else ", not paired"
+    if paired == paired:
+        interval = f" [{100 * confidence:g} % CI {_points(-high)}, {_points(-low)}]" if high == high else ""
+        how = f"{interval}, paired on {pairs:.0f} samples" if pairs == pairs else interval
+    else:
+        how = ", not paired"
+    drop = _drop(row, base, metric)
     return (
-        f"{METRIC_WORDS.get(metric, metric)} {_share(_number(row, metric))} vs {_share(_number(base, metric))} "
-        f"at baseline ({-100 * drop:+.1f} points{how})"
+        f"{METRIC_WORDS.get(metric, metric)} {_share(_number(base, metric))} → {_share(_number(row, metric))} "
+        f"({_points(-drop)} points{how})"
     )
 
 
+def _points(share: float) -> str:
+    """A change in percentage points with its sign, never ``-0.0``."""
+    return f"{round(100 * share, 1) + 0.0:+.1f}"
+
+
 def _cause(row: Mapping[Any, Any], base: Mapping[Any, Any], metric: str, tolerance: float) -> str:
-    """Lost requests, wrong answers, or both: what the drop of a level is made of."""
+    """What the drop of a level is made of: failed requests, wrong answers, or both (and which mostly)."""
     if metric != "effective_accuracy":
         return "wrong answers"
     drop = _drop(row, base, metric)
@@ -456,97 +723,194 @@ def _cause(row: Mapping[Any, Any], base: Mapping[Any, Any], metric: str, toleran
     lost = 0.0 if lost != lost else lost
     wrong = drop - lost
     if wrong <= tolerance:
-        return "lost requests (failed, never answered)"
+        return "failed requests"
     if lost <= tolerance:
         return "wrong answers"
-    return "lost requests and wrong answers"
+    if lost >= 2 * wrong:
+        return "mostly failed requests"
+    if wrong >= 2 * lost:
+        return "mostly wrong answers"
+    return "failed requests and wrong answers"
 
 
-def _quality_caveat(ordered: pd.DataFrame, *, metric: str, tolerance: float, unit: str) -> str | None:
+def _composition(row: Mapping[Any, Any], base: Mapping[Any, Any], *, failed_first: bool) -> str:
+    """The requests of a level that got no right answer, by why: ``586 of 3437 requests answered wrongly (17.1 %,
+    2.7 % at baseline), none failed``."""
+    n = _number(row, "n")
+    n_failed, base_failed = _n_failed(row), _n_failed(base)
+    n_wrong = _number(row, "n_wrong")
+    wrong_rate, base_wrong = _number(row, "wrong_rate"), _number(base, "wrong_rate")
+    if n_wrong != n_wrong and wrong_rate == wrong_rate:
+        n_wrong = wrong_rate * n
+    if wrong_rate != wrong_rate and n_wrong == n_wrong and n:
+        wrong_rate = n_wrong / n
+    kinds = _failure_counts(row.get("failures"))
+    parts: list[tuple[str, str]] = []  # (count, what happened to them)
+    if n_failed:
+        at_base = f", {_share(base_failed / _number(base, 'n'))} at baseline" if base_failed else ""
+        parts.append(
+            (f"{n_failed:.0f}", f"failed ({_share(n_failed / n)}{at_base}" + (f": {kinds})" if kinds else ")"))
+        )
+    else:
+        parts.append(("none", "failed"))
+    if n_wrong == n_wrong and _number(row, "n_ok") != 0:  # nothing answered: nothing answered wrongly either
+        at_base = f", {_share(base_wrong)} at baseline" if base_wrong == base_wrong else ""
+        parts.append((f"{n_wrong:.0f}", f"answered wrongly ({_share(wrong_rate)}{at_base})"))
+    if not failed_first:
+        parts.reverse()
+    (count, what), rest = parts[0], parts[1:]
+    if count == "none":
+        head = f"no request {what}"
+    elif count == f"{n:.0f}":
+        head = f"all {count} requests {what}"
+    else:
+        head = f"{count} of {n:.0f} requests {what}"
+    return ", ".join([head, *(f"{c} {w}" for c, w in rest)])
+
+
+def _most_failed(ordered: pd.DataFrame) -> dict[str, Any] | None:
+    """The level where the largest share of requests failed; None when no request did."""
+    if "error_rate" not in ordered.columns:
+        return None
+    rates = ordered["error_rate"].to_numpy(dtype=float)
+    if not np.nan_to_num(rates).any():
+        return None
+    return {str(k): v for k, v in ordered.iloc[int(np.nanargmax(rates))].to_dict().items()}
+
+
+def _failures_at(row: Mapping[Any, Any], unit: str, repeated: frozenset[float]) -> str:
+    """``72.5 % of requests failed at 16 users (HTTP 503 ×20327)``."""
+    kinds = _failure_counts(row.get("failures"))
+    return f"{_share(_number(row, 'error_rate'))} of requests failed at {_at(row, unit, repeated)}" + (
+        f" ({kinds})" if kinds else ""
+    )
+
+
+def _quality_caveat(
+    ordered: pd.DataFrame, *, metric: str, tolerance: float, unit: str, repeated: frozenset[float] = frozenset()
+) -> str | None:
     """Why no degraded level does not mean quality held: no answer at the baseline, or a drop on too few samples."""
     base = ordered.iloc[0].to_dict()
     if _number(base, "n_ok") == 0:
-        return f"the baseline, {_at(base, unit)}, answered no request: {_failed_clause(base)}"
+        return f"the baseline, {_at(base, unit, repeated)}, answered no request: {_failed_clause(base)}"
     drops = []
     for row in ordered.iloc[1:].to_dict("records"):
         if bool(row.get("degraded", False)):
             continue
         drop = _drop(row, base, metric)
         pairs = _number(row, "vs_baseline_n_pairs")
+        at = _at(row, unit, repeated)
         if drop == drop and drop > tolerance:
             on = (
                 f"{pairs:.0f} paired samples: too few to be significant"
                 if pairs == pairs and pairs > 0
                 else "no sample shared with the baseline: not compared"
             )
-            drops.append(f"{_at(row, unit)} fell {100 * drop:.1f} points ({on})")
+            drops.append(f"at {at} {METRIC_WORDS.get(metric, metric)} fell {100 * drop:.1f} points ({on})")
         elif _number(row, "n_ok") == 0 and _number(row, "n") > 0:
-            drops.append(f"{_at(row, unit)} answered no request: {_failed_clause(row)}")
+            drops.append(f"at {at} no request was answered: {_failed_clause(row)}")
         elif metric != "effective_accuracy":
             # among answered requests a shed request is not counted at all: say what was lost
             lost = _number(row, "error_rate") - _number(base, "error_rate")
             if lost == lost and lost > tolerance:
+                kinds = _failure_counts(row.get("failures"))
                 drops.append(
-                    f"{_at(row, unit)} lost {_share(lost)} more of its requests than the baseline "
-                    f"({_failed_clause(row)}), which {METRIC_WORDS[metric]} does not count"
+                    f"at {at} {_share(lost)} more of the requests failed than at the baseline"
+                    + (f" ({kinds})" if kinds else "")
+                    + f", which {METRIC_WORDS[metric]} does not count"
                 )
     return "; ".join(drops) if drops else None
 
 
 def describe_quality(
-    levels: pd.DataFrame, *, metric: str = "effective_accuracy", tolerance: float = DEFAULT_TOLERANCE
+    levels: pd.DataFrame,
+    *,
+    metric: str = "effective_accuracy",
+    tolerance: float = DEFAULT_TOLERANCE,
+    confidence: float = 0.95,
 ) -> str:
-    """The headline: the first level where quality breaks and why (lost requests or wrong answers), in one sentence.
+    """The headline: the first load where quality breaks and why, and the worst failures, in one sentence.
+
+    Why is what the level's requests without a right answer are: wrong answers,
+    or failed requests (by kind and HTTP status), and which of them made the
+    drop. Loads are named in the run's unit (``8 users``, ``50 req/s``); a level
+    index is added only where two levels offered the same load.
 
     Parameters
     ----------
     levels : pandas.DataFrame
         ``RunAnalysis.levels``: the level table with ``degraded`` and the
-        drops (``accuracy_drop``, ``answered_accuracy_drop``) merged in.
+        drops (``accuracy_drop``, ``answered_accuracy_drop``, with their
+        ``_low``/``_high`` bounds) merged in.
     metric : {"effective_accuracy", "accuracy"}
         The quality the verdict was taken on.
     tolerance : float
         The drop (a share) that counts.
+    confidence : float, default 0.95
+        Level of the drop's interval, for its label.
 
     Examples
     --------
+    A server that sheds: quality breaks through failed requests, while the
+    few answers it gives are as good as ever.
+
     >>> levels = pd.DataFrame({"level": [0, 1], "users": [2.0, 16.0], "n": [540, 1000], "n_ok": [540, 145],
-    ...     "n_failed": [0, 855], "error_rate": [0.0, 0.855], "failures": ["", "http 503: 855"],
-    ...     "accuracy": [0.931, 0.96], "effective_accuracy": [0.931, 0.145], "accuracy_drop": [0.0, 0.786],
+    ...     "n_failed": [0, 855], "n_wrong": [37, 6], "wrong_rate": [0.069, 0.006], "error_rate": [0.0, 0.855],
+    ...     "failures": ["", "http 503: 855"], "accuracy": [0.931, 0.96], "effective_accuracy": [0.931, 0.145],
+    ...     "accuracy_drop": [0.0, 0.786], "accuracy_drop_low": [0.0, 0.75], "accuracy_drop_high": [0.0, 0.82],
     ...     "answered_accuracy_drop": [0.0, -0.03], "vs_baseline_n_pairs": [540, 540], "degraded": [False, True]})
     >>> print(describe_quality(levels))  # doctest: +NORMALIZE_WHITESPACE
-    quality breaks at 16 users (level 1) through lost requests (failed, never answered): accuracy over every request
-    14.5 % vs 93.1 % at baseline (-78.6 points, paired on 540 samples); 85.5 % of requests failed
-    (http 503: 85.5 %); among answered requests accuracy 96.0 % vs 93.1 %
+    quality breaks at 16 users: accuracy over every request 93.1 % → 14.5 % (-78.6 points [95 % CI -82.0, -75.0],
+    paired on 540 samples), through failed requests: 855 of 1000 requests failed (85.5 %: HTTP 503 ×855),
+    6 answered wrongly (0.6 %, 6.9 % at baseline); among answered requests 93.1 % → 96.0 %
     >>> print(describe_quality(levels.assign(degraded=False, accuracy_drop=[0.0, 0.004], effective_accuracy=[0.931,
-    ...     0.927], n_failed=[0, 0], error_rate=0.0, failures="", accuracy=[0.931, 0.927])))
-    quality holds up to the highest load tested, 16 users (level 1): accuracy over every request 92.7 % vs 93.1 % at \
-baseline (-0.4 points, paired on 540 samples); no request failed
+    ...     0.927], n_failed=[0, 0], error_rate=0.0, failures="", accuracy=[0.931, 0.927], n_wrong=[37, 73],
+    ...     wrong_rate=[0.069, 0.073], accuracy_drop_low=[0.0, -0.01], accuracy_drop_high=[0.0, 0.018])))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    quality holds up to the highest load tested, 16 users: accuracy over every request 93.1 % → 92.7 % (-0.4 points
+    [95 % CI -1.8, +1.0], paired on 540 samples); 73 of 1000 requests answered wrongly (7.3 %, 6.9 % at baseline),
+    none failed
     """
     ordered = load_order(levels)
     unit = load_unit(levels)
+    repeated = _repeated_loads(ordered, unit)
     base = ordered.iloc[0].to_dict()
     if _number(base, "n_ok") == 0:
-        return f"quality cannot be judged: the baseline, {_at(base, unit)}, answered no request; {_failed_clause(base)}"
+        return (
+            f"quality cannot be judged: the baseline, {_at(base, unit, repeated)}, answered no request; "
+            f"{_failed_clause(base)}"
+        )
     degraded = ordered["degraded"].to_numpy(dtype=bool) if "degraded" in ordered.columns else np.zeros(len(ordered))
     bad = np.flatnonzero(degraded)
     row = ordered.iloc[int(bad[0]) if len(bad) else -1].to_dict()
+    at = _at(row, unit, repeated)
     answered = ""
-    if metric == "effective_accuracy":
+    if metric == "effective_accuracy" and (_n_failed(row) or _n_failed(base)):
         answered = (
             "; no request was answered"
             if _number(row, "n_ok") == 0
-            else f"; among answered requests accuracy {_share(_number(row, 'accuracy'))} vs "
-            f"{_share(_number(base, 'accuracy'))}"
+            else f"; among answered requests {_share(_number(base, 'accuracy'))} → {_share(_number(row, 'accuracy'))}"
         )
-    details = f"{_comparison(row, base, metric)}; {_failed_clause(row)}"
+    worst = _most_failed(ordered)
+    elsewhere = (
+        f"; {_failures_at(worst, unit, repeated)}"
+        if worst is not None and int(worst["level"]) != int(row["level"])
+        else ""
+    )
+    change = _change(row, base, metric, confidence)
     if len(bad):
         why = _cause(row, base, metric, tolerance)
-        return f"quality breaks at {_at(row, unit)} through {why}: {details}{answered}"
-    caveat = _quality_caveat(ordered, metric=metric, tolerance=tolerance, unit=unit)
+        composition = _composition(row, base, failed_first="failed" in why.split(" and ")[0])
+        how = f"mostly through {why.removeprefix('mostly ')}" if why.startswith("mostly ") else f"through {why}"
+        return f"quality breaks at {at}: {change}, {how}: {composition}{answered}{elsewhere}"
+    composition = _composition(row, base, failed_first=_n_failed(row) > _number(row, "n_wrong"))
+    caveat = _quality_caveat(ordered, metric=metric, tolerance=tolerance, unit=unit, repeated=repeated)
     if caveat is not None:
-        return f"no level is significantly worse than baseline, but {caveat}; at the highest load: {details}"
-    return f"quality holds up to the highest load tested, {_at(row, unit)}: {details}"
+        return (
+            f"no level is significantly worse than baseline, but {caveat}; at the highest load, {at}: {change}; "
+            f"{composition}{elsewhere}"
+        )
+    return f"quality holds up to the highest load tested, {at}: {change}; {composition}{answered}{elsewhere}"
 
 
 def _protocol_hint(info: Mapping[str, Any]) -> str:
@@ -575,7 +939,7 @@ def quality_warnings(
     ...     "accuracy_low": [0.07, 0.08], "chance_accuracy": [0.1, 0.1], "n_classes": [10, 10]})
     >>> for w in quality_warnings(levels, n_dataset=540, task="classification"):
     ...     print(w)
-    level 0 (1 users) sent 270 of 540 samples (50 %): its comparison uses only the samples both levels sent
+    the level at 1 user sent 270 of 540 samples (50 %): its comparison uses only the samples both levels sent
     baseline accuracy 9.8 % is at chance level (10.0 %) for 10 classes: check the protocol's prediction: path \
 (or answer_regex) that extracts the answer, and the dataset's label_column
     """
@@ -583,18 +947,19 @@ def quality_warnings(
     warnings: list[str] = []
     ordered = load_order(levels)
     unit = load_unit(levels)
+    repeated = _repeated_loads(ordered, unit)
     if "covered" in ordered.columns and "n_samples" in ordered.columns and n_dataset:
         short = ordered[~ordered["covered"].fillna(True).to_numpy(dtype=bool)].to_dict("records")
         if 0 < len(short) <= _COVERAGE_WARNINGS:
             warnings += [
-                f"level {int(r['level'])} ({_offered(r, unit)}) sent {int(r['n_samples'])} of "
+                f"the level at {_at(r, unit, repeated)} sent {int(r['n_samples'])} of "
                 f"{n_dataset} samples ({100 * int(r['n_samples']) / n_dataset:.0f} %): its comparison uses only the "
                 "samples both levels sent"
                 for r in short
             ]
         elif short:
             listed = ", ".join(
-                f"level {int(r['level'])} {int(r['n_samples'])} ({100 * int(r['n_samples']) / n_dataset:.0f} %)"
+                f"{_at(r, unit, repeated)}: {int(r['n_samples'])} ({100 * int(r['n_samples']) / n_dataset:.0f} %)"
                 for r in short
             )
             warnings.append(
@@ -670,6 +1035,8 @@ def summarize(
     slo_latency_ms: float | None = None,
     n_records_without_level: int = 0,
     cut_off_bytes: int = 0,
+    confidence: float = 0.95,
+    run_dir: str = "",
 ) -> Summary:
     """Headline numbers of a run from its level table (with the baseline comparison merged in).
 
@@ -684,6 +1051,10 @@ def summarize(
         ``run.json``.
     metric : {"effective_accuracy", "accuracy"}
         The quality the ``degraded`` column was taken on, for the headline.
+    confidence : float, default 0.95
+        Level of the intervals, for the headline's label.
+    run_dir : str
+        The run directory, for :func:`describe_run`.
 
     Returns
     -------
@@ -742,7 +1113,8 @@ def summarize(
         mae = [_number(r, "mae") for r in (ordered.iloc[0].to_dict(), top)]
         base_mae, top_mae = ("-" if v != v else f"{v:.4g}" for v in mae)
         headline = (
-            f"regression: MAE {base_mae} at baseline, {top_mae} at the highest load, {_at(top, unit)}; "
+            f"regression: MAE {base_mae} at baseline, {top_mae} at the highest load, "
+            f"{_at(top, unit, _repeated_loads(ordered, unit))}; "
             f"{_failed_clause(top)}"
         )
     else:
@@ -752,8 +1124,11 @@ def summarize(
         if flags.any():
             breaks_at = _headline(ordered.loc[flags].iloc[0])
         else:
-            quality_caveat = _quality_caveat(ordered, metric=metric, tolerance=tolerance, unit=unit)
-        headline = describe_quality(levels, metric=metric, tolerance=tolerance)
+            quality_caveat = _quality_caveat(
+                ordered, metric=metric, tolerance=tolerance, unit=unit, repeated=_repeated_loads(ordered, unit)
+            )
+        headline = describe_quality(levels, metric=metric, tolerance=tolerance, confidence=confidence)
+    most_failed = _most_failed(ordered)
     return Summary(
         analysis_version=ANALYSIS_VERSION,
         scenario=scenario.get("name") if isinstance(scenario, Mapping) else None,
@@ -794,6 +1169,17 @@ def summarize(
         headline=headline,
         quality_breaks_at=breaks_at,
         quality_caveat=quality_caveat,
+        most_failures_at=None if most_failed is None else _headline(pd.Series(most_failed)),
+        tested=describe_run(
+            info,
+            run_dir=run_dir,
+            n_samples=counts.n_truth,
+            stage_rates=(
+                levels.sort_values("level")["target_rps"].tolist()
+                if unit == "req/s" and level_kind == "stage" and "target_rps" in levels.columns
+                else None
+            ),
+        ),
     )
 
 
@@ -807,7 +1193,7 @@ def analyse_run(
     tolerance: float | None = None,
     alpha: float = 0.05,
     confidence: float = 0.95,
-    progress: bool | None = None,
+    progress: bool | Progress | None = None,
 ) -> RunAnalysis:
     """Read, join, level and compare one run: the whole analysis behind ``report``.
 
@@ -831,9 +1217,11 @@ def analyse_run(
         Allowed drop; default: the scenario's ``slo.tolerance``, else 0.01.
     alpha, confidence : float
         Test level and interval level.
-    progress : bool or None
+    progress : bool, Progress or None
         Progress bars on stderr while reading records and computing levels.
         ``None`` shows them for records over 64 MiB when stderr is a terminal.
+        A :class:`analysis.Progress` also prints a line as each step starts
+        (reading, joining, levels, statistics), as ``report`` does.
 
     Returns
     -------
@@ -850,14 +1238,17 @@ def analyse_run(
     """
     if metric not in METRICS:
         raise AnalysisInputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    if progress is None:
-        progress = wants_progress(Path(run_dir) / "records.csv")
-    run = load_run(run_dir, truth=truth, progress=progress)
+    if not isinstance(progress, Progress):
+        bars = wants_progress(Path(run_dir) / "records.csv") if progress is None else progress
+        progress = Progress(bars=bars, lines=False)
+    progress.step("reading records.csv and the labels")
+    run = load_run(run_dir, truth=truth, progress=progress.bars)
     slo = _slo(run.info)
     slo_latency = _optional(slo.get("latency_ms"))
     if tolerance is None:
         configured = _optional(slo.get("tolerance"))
         tolerance = DEFAULT_TOLERANCE if configured is None else configured
+    progress.step(f"joining {len(run.records):,} records with {len(run.truth):,} labelled samples")
     joined, counts = join_truth(run.records, run.truth, task=task or run.task)
     stages = run.info.get("stages") if isinstance(run.info.get("stages"), list) else None
     level, bounds = assign_levels(
@@ -868,6 +1259,8 @@ def analyse_run(
         t_end=_optional(run.info.get("t_end")),
     )
     joined["level"] = level
+    kind = "load stages" if len(bounds) and bounds["kind"].iloc[0] == "stage" else "time windows"
+    progress.step(f"levels: {len(bounds)} {kind}")
     levels = level_table(
         joined,
         bounds,
@@ -875,8 +1268,9 @@ def analyse_run(
         slo_latency_ms=slo_latency,
         confidence=confidence,
         n_dataset=counts.n_truth,
-        progress=progress,
+        progress=progress.bars,
     )
+    progress.step("statistics: each level against the baseline, paired per sample")
     tables: dict[str, pd.DataFrame] = {}
     if counts.task == "regression":
         degradation = pd.DataFrame({"level": levels["level"], "users": levels["users"]})
@@ -922,6 +1316,8 @@ def analyse_run(
         slo_latency_ms=slo_latency,
         n_records_without_level=int(level.isna().sum()),
         cut_off_bytes=int(run.records.attrs.get("cut_off_bytes", 0)),
+        confidence=confidence,
+        run_dir=str(run_dir),
     )
     return RunAnalysis(
         run=run, joined=joined, levels=merged, degradation=degradation, summary=summary, degradation_by_metric=tables
@@ -994,41 +1390,131 @@ def confusion_level(summary: Summary) -> tuple[LevelHeadline, str]:
     return summary.highest_load, "highest load"
 
 
-def describe_knee(name: str, knee: Knee | None, *, caveat: str | None = None) -> str:
+def describe_knee(
+    name: str, knee: Knee | None, *, caveat: str | None = None, levels: pd.DataFrame | None = None
+) -> str:
     """One sentence about a knee, as printed by ``report`` and shown in ``report.html``.
 
-    ``caveat`` (``Summary.quality_caveat``) is why no degraded level does not
-    mean quality held: the sentence then never says "holds".
+    Loads are named in the run's unit; with ``levels`` (the level table) a
+    level index is added where two levels offered the same load. ``caveat``
+    (``Summary.quality_caveat``) is why no degraded level does not mean
+    quality held: the sentence then never says "holds".
 
     Examples
     --------
     >>> describe_knee("quality knee", Knee(1, 4.0, 2, 8.0, "accuracy below baseline"))
-    'quality knee: 4 users (level 1); fails from 8 users (level 2): accuracy below baseline'
+    'quality knee: 4 users; fails from 8 users: accuracy below baseline'
     >>> describe_knee("latency knee", Knee(0, 8.0, 1, 8.0, "p95 too high", load=50.0, first_bad_load=80.0,
     ...                                    unit="req/s"))
-    'latency knee: 50 req/s (level 0); fails from 80 req/s (level 1): p95 too high'
+    'latency knee: 50 req/s; fails from 80 req/s: p95 too high'
     >>> describe_knee("latency knee", None)
     'latency knee: not applicable'
-    >>> describe_knee("quality knee", Knee(1, 8.0, None, None, "worse"), caveat="level 1 fell 40.0 points")
-    'quality knee: none detected up to the highest load tested (8 users, level 1), but level 1 fell 40.0 points'
+    >>> describe_knee("quality knee", Knee(1, 8.0, None, None, "worse"), caveat="at 8 users it fell 40.0 points")
+    'quality knee: none detected up to the highest load tested (8 users), but at 8 users it fell 40.0 points'
+    >>> steps = pd.DataFrame({"level": [0, 1, 2], "users": [2.0, 8.0, 2.0]})
+    >>> describe_knee("quality knee", Knee(0, 2.0, 1, 8.0, "worse"), levels=steps)
+    'quality knee: 2 users (level 0); fails from 8 users: worse'
     """
     if knee is None:
         return f"{name}: not applicable"
+    repeated = _repeated_loads(levels, knee.unit) if levels is not None else frozenset()
 
-    def load(value: float | None) -> str:
-        return f"{value:g} {knee.unit}" if value is not None else f"? {knee.unit}"
+    def at(load: float | None, level: int | None) -> str:
+        value = math.nan if load is None else float(load)
+        text = _load_words(value, knee.unit)
+        return f"{text} (level {level})" if level is not None and round(value, 9) in repeated else text
 
     if knee.first_bad_level is None:
-        where = f"({load(knee.load)}, level {knee.level})"
+        where = f"({at(knee.load, knee.level)})"
         if caveat:
             return f"{name}: none detected up to the highest load tested {where}, but {caveat}"
         return f"{name}: none, holds up to the highest load tested {where}"
+    first_bad = at(knee.first_bad_load, knee.first_bad_level)
     if knee.level is None:
-        return f"{name}: already failing at the lowest load ({load(knee.first_bad_load)}, level {knee.first_bad_level})"
-    return (
-        f"{name}: {load(knee.load)} (level {knee.level}); fails from {load(knee.first_bad_load)} "
-        f"(level {knee.first_bad_level}): {knee.criterion}"
-    )
+        return f"{name}: already failing at the lowest load ({first_bad})"
+    return f"{name}: {at(knee.load, knee.level)}; fails from {first_bad}: {knee.criterion}"
+
+
+# Rule metrics read as a share of requests (shown in %, as the tables show them), after the drops (in points).
+_SHARE_WORDS = ("accuracy", "precision", "recall", "f1", "match", "consistency", "coverage", "rate", "share")
+_CAPACITY_METRICS = ("goodput", "throughput")
+
+
+def format_measure(metric: str, value: float) -> str:
+    """A rule metric's value in the unit the tables use: a share in %, a drop in points, latency in ms.
+
+    Examples
+    --------
+    >>> [format_measure(m, v) for m, v in [("accuracy_drop", 0.2561), ("shed_rate", 0.855), ("p95_ms", 33.62),
+    ...     ("goodput", 461.5), ("mae", 0.01234), ("inflight_max", 7.0), ("p95_ms", float("nan"))]]
+    ['25.6 points', '85.5 %', '33.6 ms', '461.5 req/s', '0.01234', '7 in flight', '–']
+    """
+    if value != value:
+        return "–"
+    if metric.endswith("_drop"):
+        return f"{100 * value:.1f} points"
+    if metric.endswith("_ms"):
+        return f"{value:.1f} ms"
+    if metric in _CAPACITY_METRICS:
+        return f"{value:.1f} req/s"
+    if metric.startswith("inflight"):
+        return f"{value:.3g} in flight"
+    if any(word in metric for word in _SHARE_WORDS):
+        return f"{100 * value:.1f} %"
+    return f"{value:.4g}"
+
+
+def format_limit(rule: Rule) -> str:
+    """A rule's bound in the same unit: ``≤ 1.0 points``, ``≥ 90.0 %``, ``≤ 200.0 ms``.
+
+    >>> from loadgrade.analysis.rules import parse_rule
+    >>> format_limit(parse_rule("accuracy_drop<=0.01")), format_limit(parse_rule("accuracy>=90%@users>=8"))
+    ('≤ 1.0 points', '≥ 90.0 % at users ≥ 8')
+    """
+    signs = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "="}
+    text = f"{signs[rule.op]} {format_measure(rule.metric, rule.threshold)}"
+    if rule.where_field is not None and rule.where_op is not None and rule.where_value is not None:
+        text += f" at {rule.where_field} {signs[rule.where_op]} {rule.where_value:g}"
+    return text
+
+
+def rule_breaks(levels: pd.DataFrame, rules: Sequence[str | Rule]) -> list[str]:
+    """Where each rule first breaks, in load order, as a person reads it: ``8 users``; ``""`` when it holds.
+
+    A bound on a capacity (``goodput>=100``) is measured at the best level, so
+    a failing one breaks nowhere in particular: ``"no level reaches it"``.
+    Each rule is judged by :func:`analysis.check_rules` on the levels up to
+    each one in turn (they always include the baseline), so the first failing
+    prefix ends at the level that breaks it, as ``loadgrade``'s own gate says.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0, 1, 2], "users": [2.0, 8.0, 16.0],
+    ...     "effective_accuracy": [0.95, 0.80, 0.2], "p95_ms": [40.0, 90.0, 300.0], "goodput_rps": [30.0, 50.0, 8.0]})
+    >>> rule_breaks(levels, ["accuracy_drop<=0.01", "p95_ms<=200", "p95_ms<=500", "goodput>=80"])
+    ['8 users', '16 users', '', 'no level reaches it']
+    """
+    parsed = [r if isinstance(r, Rule) else parse_rule(r) for r in rules]
+    ordered = load_order(levels)
+    unit = load_unit(levels)
+    repeated = _repeated_loads(ordered, unit)
+    verdicts = check_rules(ordered, parsed)
+    out = []
+    for rule, passed in zip(parsed, verdicts["passed"].to_numpy(dtype=bool), strict=True):
+        if passed:
+            out.append("")
+            continue
+        if rule.metric in _CAPACITY_METRICS and rule.op in (">=", ">"):
+            out.append("no level reaches it")
+            continue
+        where = ""
+        for i in range(len(ordered)):
+            # "fail: no data" is not a break: the rule does not apply to these levels yet
+            if check_rules(ordered.iloc[: i + 1], [rule])["verdict"].iloc[0] == "fail":
+                where = _at(ordered.iloc[i].to_dict(), unit, repeated)
+                break
+        out.append(where)
+    return out
 
 
 def _pct(value: float) -> str:

@@ -89,7 +89,9 @@ def test_report_html_is_self_contained_and_escaped(evil_run, capsys):
     assert "script" not in page.tags
     assert "link" not in page.tags
     assert not [a for a in page.attributes if "://" in a or a.startswith("//")]
-    assert "url(" not in text
+    # an inlined chart refers to its own clip paths and glyphs (url(#...), href="#..."), never to another document
+    assert text.count("url(") == text.count("url(#chart-")
+    assert text.count('href="#') == text.count('href="#chart-')
     # The only http:// are the ones inside the (escaped) error message, one row per error kind.
     assert text.count("http://") == text.count(f"{ESCAPED} from http://evil.example/x") == 5
     assert "https://" not in text
@@ -100,7 +102,9 @@ def test_report_html_is_self_contained_and_escaped(evil_run, capsys):
     assert {cell for row in wrong[1:] for cell in row[:2]} <= {"cat", EVIL, "a&b"}
     charts = sorted(out_dir.glob("*.png"))
     assert len(charts) == 7
-    assert text.count("data:image/png;base64,") == len(charts)
+    # every chart inlined as its SVG (vectors), none as a PNG image: one file, no second request
+    assert page.tags.count("figure") == page.tags.count("svg") == len(charts)
+    assert "img" not in page.tags
     assert "check --rule" in text or "SLO rules:" in text
 
 
@@ -138,8 +142,15 @@ def test_report_html_table_matches_levels_csv(make_run):
     # 8 users lose 6.7 % of their requests: over every request that level is degraded too
     assert shown["vs baseline"].tolist() == ["baseline", "DEGRADED", "DEGRADED"]
     rules = _parse(text).tables["rules"]
+    assert rules[0] == ["rule", "limit", "measured", "at users", "first breaks at", "verdict"]
     assert [row[0] for row in rules[1:]] == SLO["rules"]
-    assert [row[3] for row in rules[1:]] == ["fail", "fail"]
+    assert [row[5] for row in rules[1:]] == ["fail", "fail"]
+    # in the tables' units: the drop in points, latency in ms, and where it first breaks in users
+    drop = levels.set_index("users")["accuracy_drop"].max()
+    assert rules[1][1:3] == ["≤ 1.0 points", f"{100 * drop:.1f} points"]
+    assert rules[2][1] == "≤ 200.0 ms"
+    assert rules[2][2] == f"{levels['p95_ms'].max():.1f} ms"
+    assert [row[4] for row in rules[1:]] == ["8 users", "32 users"]
 
 
 def test_render_html_without_rules_or_charts(make_run):
@@ -147,17 +158,20 @@ def test_render_html_without_rules_or_charts(make_run):
     text = render_html(analysis)
     assert "SLO rules: none set" in text
     assert "Charts were not written" in text
-    assert "Quality knee: none, holds up to the highest load tested (8 users, level 1)." in text
-    assert "Quality holds up to the highest load tested, 8 users (level 1): accuracy over every request" in text
+    assert "Quality knee: none, holds up to the highest load tested (8 users)." in text
+    assert "<strong>Quality holds up to the highest load tested, 8 users</strong>: accuracy over every request" in text
 
 
 def test_render_html_headline_names_where_quality_breaks(make_run):
     # 5 % of the requests at 8 users fail: over every request that is a loss, not "holds"
     analysis = analyse_run(make_run(RAMP[:2]))
     text = render_html(analysis)
-    assert "Quality knee: 2 users (level 0); fails from 8 users (level 1)" in text
-    assert '<strong id="verdict">Quality breaks at 8 users (level 1) through lost requests and wrong answers' in text
-    assert "of requests failed (connection: " in text
+    assert "Quality knee: 2 users; fails from 8 users: " in text
+    verdict = text[text.index('<p class="verdict" id="verdict">') :].split("</p>")[0]
+    assert verdict.startswith('<p class="verdict" id="verdict"><strong>Quality breaks at 8 users</strong>: accuracy')
+    assert "through failed requests and wrong answers: " in verdict
+    assert "requests failed (" in verdict
+    assert "connection ×" in verdict
     page = _parse(text)
     versions = dict(row for row in page.tables["versions"][1:])
     assert versions == {"loadgrade": "0.1.0", "analysis": "0.1.0"}
@@ -175,6 +189,15 @@ def test_write_html_embeds_given_charts(make_run, tmp_path):
 
     analysis = analyse_run(make_run(RAMP[:2]))
     charts = write_charts(analysis, tmp_path / "out")
-    path = write_html(analysis, tmp_path / "out", charts={k: charts[k] for k in ("accuracy.png", "latency.png")})
+    given = {k: charts[k] for k in ("accuracy.png", "latency.png")}
+    path = write_html(analysis, tmp_path / "out", charts=given)
     assert path == Path(tmp_path / "out" / "report.html")
-    assert path.read_text(encoding="utf-8").count("data:image/png;base64,") == 2
+    page = _parse(path.read_text(encoding="utf-8"))
+    # each PNG's SVG twin beside it is what gets inlined
+    assert page.tags.count("svg") == 2
+    assert "img" not in page.tags
+    # without the twin, the PNG as before
+    charts["latency.png"].with_suffix(".svg").unlink()
+    text = write_html(analysis, tmp_path / "out", charts=given).read_text(encoding="utf-8")
+    assert _parse(text).tags.count("svg") == 1
+    assert text.count('<img alt="Latency percentiles against load" src="data:image/png;base64,') == 1

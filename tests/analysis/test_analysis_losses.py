@@ -140,10 +140,10 @@ def test_shedding_98_percent_with_429_is_the_knee_and_fails_the_quality_rule(tmp
     assert summary.quality_knee is not None
     assert (summary.quality_knee.level, summary.quality_knee.first_bad_level) == (1, 2)
     assert "holds" not in describe_knee("quality knee", summary.quality_knee, caveat=summary.quality_caveat)
-    assert summary.headline.startswith(
-        "quality breaks at 32 users (level 2) through lost requests (failed, never answered): accuracy over every "
-        "request 1.9 % vs 95.0 % at baseline (-93.1 points, paired on 200 samples); 98.0 % of requests failed "
-        "(http 429: 98.0 %)"
+    assert summary.headline == (
+        "quality breaks at 32 users: accuracy over every request 95.0 % → 1.9 % (-93.1 points [95 % CI -96.2, -90.0], "
+        "paired on 200 samples), through failed requests: 980 of 1000 requests failed (98.0 %: HTTP 429 ×980), "
+        "1 answered wrongly (0.1 %, 5.0 % at baseline); among answered requests 95.0 % → 95.0 %"
     )
     assert summary.quality_breaks_at is not None
     assert summary.quality_breaks_at.error_rate_shed == pytest.approx(0.98)
@@ -163,9 +163,8 @@ def test_judged_among_answered_requests_shedding_is_still_named(tmp_path):
     assert summary.degraded_levels == []
     knee = describe_knee("quality knee", summary.quality_knee, caveat=summary.quality_caveat)
     assert knee == (
-        "quality knee: none detected up to the highest load tested (32 users, level 2), but 32 users (level 2) "
-        "lost 98.0 % more of its requests than the baseline (98.0 % of requests failed (http 429: 98.0 %)), which "
-        "accuracy among answered requests does not count"
+        "quality knee: none detected up to the highest load tested (32 users), but at 32 users 98.0 % more of the "
+        "requests failed than at the baseline (HTTP 429 ×980), which accuracy among answered requests does not count"
     )
     assert "holds" not in summary.headline
 
@@ -179,9 +178,9 @@ def test_last_level_answering_only_503_still_writes_the_report(tmp_path, capsys)
         p.name for p in out_dir.iterdir()
     }
     headline = (
-        "quality breaks at 16 users (level 2) through lost requests (failed, never answered): accuracy over every "
-        "request 0.0 % vs 95.0 % at baseline (-95.0 points, paired on 200 samples); 100.0 % of requests failed "
-        "(http 503: 100.0 %); no request was answered"
+        "quality breaks at 16 users: accuracy over every request 95.0 % → 0.0 % (-95.0 points [95 % CI -97.3, -90.6], "
+        "paired on 200 samples), through failed requests: all 400 requests failed (100.0 %: HTTP 503 ×400); "
+        "no request was answered"
     )
     assert headline in out
     summary = json.loads((out_dir / "summary.json").read_text())
@@ -189,8 +188,8 @@ def test_last_level_answering_only_503_still_writes_the_report(tmp_path, capsys)
     assert summary["degraded_levels"] == [2]
     assert summary["quality_breaks_at"]["failures"] == "http 503: 400"
     page = (out_dir / "report.html").read_text(encoding="utf-8")
-    assert "Quality breaks at 16 users (level 2)" in page
-    assert "(http 503: 100.0 %)" in page
+    assert "<strong>Quality breaks at 16 users</strong>: accuracy over every request 95.0 % → 0.0 %" in page
+    assert "all 400 requests failed (100.0 %: HTTP 503 ×400)" in page
     levels = pd.read_csv(out_dir / "levels.csv").set_index("level")
     assert np.isnan(levels.loc[2, "accuracy"])
     assert levels.loc[2, "effective_accuracy"] == 0.0
@@ -218,8 +217,8 @@ def test_a_run_without_any_answer_is_reported_and_judged_not_comparable(tmp_path
         "be measured, and over every request it is 0"
     ) in out
     assert (
-        "quality cannot be judged: the baseline, 2 users (level 0), answered no request; 100.0 % of requests "
-        "failed (http 503: 100.0 %)"
+        "quality cannot be judged: the baseline, 2 users, answered no request; 100.0 % of requests "
+        "failed (HTTP 503 ×200)"
     ) in out
     assert "holds" not in out
     assert (run_dir / "analysis" / "report.html").exists()
@@ -234,8 +233,9 @@ def test_timing_out_947_per_mille_is_degraded(tmp_path):
     assert summary.degraded_levels == [2]
     assert summary.quality_breaks_at is not None
     assert summary.quality_breaks_at.effective_accuracy == pytest.approx(0.052)  # 52 of the 53 answers right (seed 0)
-    assert "94.7 % of requests failed (timeout: 94.7 %)" in summary.headline
-    assert "through lost requests" in summary.headline
+    assert "through failed requests: 947 of 1000 requests failed (94.7 %: timeout ×947)" in summary.headline
+    # the 53 answers that came were right as often as at the baseline: the loss is the timeouts, not the model
+    assert summary.headline.endswith("among answered requests 95.0 % → 98.1 %")
 
 
 def test_too_few_requests_to_be_significant_is_never_called_holding(tmp_path):
@@ -244,14 +244,14 @@ def test_too_few_requests_to_be_significant_is_never_called_holding(tmp_path):
     summary = analyse_run(run_dir, progress=False).summary
     assert summary.degraded_levels == []
     assert summary.quality_caveat == (
-        "64 users (level 2) fell 100.0 points (5 paired samples: too few to be significant)"
+        "at 64 users accuracy over every request fell 100.0 points (5 paired samples: too few to be significant)"
     )
     knee = describe_knee("quality knee", summary.quality_knee, caveat=summary.quality_caveat)
     assert knee == (
-        "quality knee: none detected up to the highest load tested (64 users, level 2), but 64 users (level 2) "
-        "fell 100.0 points (5 paired samples: too few to be significant)"
+        "quality knee: none detected up to the highest load tested (64 users), but at 64 users accuracy over every "
+        "request fell 100.0 points (5 paired samples: too few to be significant)"
     )
-    assert summary.headline.startswith("no level is significantly worse than baseline, but 64 users (level 2)")
+    assert summary.headline.startswith("no level is significantly worse than baseline, but at 64 users accuracy")
     assert "holds" not in summary.headline
 
 
@@ -259,8 +259,10 @@ def test_wrong_answers_alone_break_quality_as_wrong_answers(tmp_path):
     run_dir = _run(tmp_path, (*RAMP, Stage(32, 400, extra_wrong=120)))
     summary = analyse_run(run_dir, progress=False).summary
     assert summary.degraded_levels == [2]
-    assert summary.headline.startswith("quality breaks at 32 users (level 2) through wrong answers:")
-    assert "no request failed" in summary.headline
+    assert summary.headline.startswith("quality breaks at 32 users: accuracy over every request 95.0 % → 66.8 %")
+    assert summary.headline.endswith(
+        "through wrong answers: 133 of 400 requests answered wrongly (33.2 %, 5.0 % at baseline), none failed"
+    )
 
 
 # --- the loss of a level, split by what it means ---------------------------------------------------
@@ -342,11 +344,11 @@ def test_coverage_of_each_level_and_the_warning_for_a_level_that_skipped_samples
     assert levels["covered"].tolist() == [False, True, False]
     assert levels["vs_baseline_n_pairs"].tolist() == [100, 100, 50]
     assert analysis.summary.warnings == [
-        "level 0 (2 users) sent 100 of 200 samples (50 %): its comparison uses only the samples both levels sent",
-        "level 2 (16 users) sent 150 of 200 samples (75 %): its comparison uses only the samples both levels sent",
+        "the level at 2 users sent 100 of 200 samples (50 %): its comparison uses only the samples both levels sent",
+        "the level at 16 users sent 150 of 200 samples (75 %): its comparison uses only the samples both levels sent",
     ]
     assert main(["report", str(run_dir), "--no-charts"]) == 0
-    assert "WARNING: level 0 (2 users) sent 100 of 200 samples (50 %)" in capsys.readouterr().out
+    assert "WARNING: the level at 2 users sent 100 of 200 samples (50 %)" in capsys.readouterr().out
     summary = json.loads((run_dir / "analysis" / "summary.json").read_text())
     assert (summary["baseline"]["n_samples"], summary["baseline"]["coverage"]) == (100, 0.5)
 

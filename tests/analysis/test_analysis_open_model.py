@@ -150,8 +150,9 @@ def test_report_shows_rate_corrected_latency_and_late_arrivals(open_run, capsys)
     out = capsys.readouterr().out
     assert "level rate/s      n    req/s" in out
     assert "p95 sch  p99 sch  lag p99  late%" in out
-    assert "warning: level 0 offered 100 req/s and achieved" in out
-    assert "latency knee: 50 req/s (level 1); fails from 100 req/s (level 0): p95_sched_ms above the 200 ms SLO" in out
+    assert "tested: rate 100 → 50 req/s, 10 s each" in out
+    assert "warning: at 100 req/s offered, " in out
+    assert "latency knee: 50 req/s; fails from 100 req/s: p95_sched_ms above the 200 ms SLO" in out
     csv = pd.read_csv(out_dir / "levels.csv")
     assert {"target_rps", "load", "load_unit", "p99_sched_ms", "lag_p99_ms", "late_share"} <= set(csv.columns)
     summary = json.loads((out_dir / "summary.json").read_text())
@@ -188,4 +189,4 @@ def test_over_time_chart_shows_the_target_rate_per_stage(open_run):
     target = rate_ax.get_lines()[0].get_ydata()
     assert list(target) == [100.0, 100.0, 50.0, 50.0]
     assert rate_ax.get_ylabel().startswith("rate (req/s)")
-    assert fig.axes[0].get_title() == "Accuracy and target rate over time (5 s bins)"
+    assert fig.axes[0].get_title() == "Accuracy, failures, latency and target rate over time (5 s bins)"

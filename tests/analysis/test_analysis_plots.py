@@ -21,6 +21,7 @@ def test_report_writes_readable_charts(make_run, capsys):
     expected = ["accuracy", "latency", "throughput", "errors", "over_time", "class_recall", "confusion"]
     for name in expected:
         assert (out_dir / f"{name}.png").read_bytes()[:8] == PNG
+        assert (out_dir / f"{name}.svg").read_text(encoding="utf-8").rstrip().endswith("</svg>")
     assert "confusion.png" in capsys.readouterr().out
 
 
@@ -28,6 +29,7 @@ def test_no_charts_option(make_run):
     run_dir = make_run((Level(2, 100), Level(8, 100)))
     assert main(["report", str(run_dir), "--no-charts"]) == 0
     assert not list((run_dir / "analysis").glob("*.png"))
+    assert not list((run_dir / "analysis").glob("*.svg"))
 
 
 def test_chart_functions_return_labelled_figures(make_run):
@@ -77,3 +79,5 @@ def test_regression_run_charts_skip_accuracy(tmp_path):
     paths = write_charts(analysis, tmp_path / "out")
     assert "accuracy.png" not in paths
     assert "latency.png" in paths
+    assert not (tmp_path / "out" / "accuracy.svg").exists()
+    assert (tmp_path / "out" / "latency.svg").is_file()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,14 +30,17 @@ def test_report_writes_outputs_and_prints_table(make_run, capsys):
     assert main(["report", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "level  users      n    req/s  all requests [95% CI]  answered  failed%  shed%   p95 ms" in out
-    assert "quality breaks at 32 users (level 3) through lost requests and wrong answers" in out
     assert "DEGRADED" in out
-    assert "quality knee: 16 users (level 2); fails from 32 users (level 3)" in out
+    assert "quality knee: 16 users; fails from 32 users: " in out
     levels = pd.read_csv(run_dir / "analysis" / "levels.csv")
     assert levels["level"].tolist() == [0, 1, 2, 3]
     assert levels["degraded"].tolist() == [False, False, False, True]
     assert levels["t_start"].iloc[0] == pytest.approx(1795000000.0, abs=1e-6)
     summary = json.loads((run_dir / "analysis" / "summary.json").read_text())
+    # the headline, as summary.json holds it, is the one printed: where quality breaks, by how much and why
+    assert summary["headline"] in out.splitlines()
+    assert summary["headline"].startswith("quality breaks at 32 users: accuracy over every request ")
+    assert "through failed requests and wrong answers: " in summary["headline"]
     assert summary["quality_knee"]["users"] == 16.0
     assert summary["latency_knee"]["first_bad_users"] == 32.0
     assert summary["baseline"]["users"] == 2.0
@@ -117,13 +121,33 @@ def test_cli_subprocess_report_writes_every_file(make_run, tmp_path):
         cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    # stderr is progress only (no warning, no traceback): the run, then one line per step with its time
+    first, *steps = result.stderr.splitlines()
+    assert first == f"analysing {run_dir}: 1,400 records ({(run_dir / 'records.csv').stat().st_size / 1e6:.1f} MB)"
+    timed = [re.fullmatch(r" *(\d+\.\d) s  (.+)", s) for s in steps]
+    assert all(timed), steps
+    seconds = [float(m[1]) for m in timed if m]
+    assert seconds == sorted(seconds)
+    assert [m[2].split(":")[0] for m in timed if m] == [
+        "reading records.csv and the labels",
+        "joining 1,400 records with 200 labelled samples",
+        "levels",
+        "statistics",
+        "writing levels.csv and summary.json",
+        "charts",
+        "report.html",
+        "done",
+    ]
     assert "report.html" in result.stdout
+    assert "analysing" not in result.stdout
     charts = ["accuracy", "latency", "throughput", "errors", "over_time", "class_recall", "confusion"]
-    expected = {"levels.csv", "summary.json", "report.html", *(f"{name}.png" for name in charts)}
+    expected = {"levels.csv", "summary.json", "report.html"}
+    expected |= {f"{name}.{kind}" for name in charts for kind in ("png", "svg")}
     assert {p.name for p in out.iterdir()} == expected
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == len(charts)
+    assert page.count("<figure") == page.count("<svg role=") == len(charts)
+    for name in charts:
+        assert f"{name}.svg" in result.stdout
 
 
 def test_records_without_truth_are_reported(make_run, tmp_path):

@@ -68,9 +68,9 @@ def test_each_rule_in_its_own_unit(ramp: Path) -> None:
     assert_framed(result, ramp, "5 of 5 rules failed", 1)
     lines = [" ".join(line.split()) for line in result.lines[1:-1]]
     assert re.fullmatch(
-        r"✗ effective_accuracy>=90% worst 5\d\.\d% at 32 users \(level 3\); breaks from 16 .*", lines[0]
+        r"✗ effective_accuracy>=90% worst 5\d\.\d % at 32 users \(level 3\); breaks from 16 .*", lines[0]
     )
-    assert re.fullmatch(r"✗ error_rate<=1% worst \d+\.\d% at 32 users \(level 3\); breaks from 32 users .*", lines[1])
+    assert re.fullmatch(r"✗ error_rate<=1% worst \d+\.\d % at 32 users \(level 3\); breaks from 32 users .*", lines[1])
     assert re.fullmatch(r"✗ p95_ms<=500 worst \d{3}\.\d ms at 32 users \(level 3\); breaks from 32 users .*", lines[2])
     assert re.fullmatch(r"✗ goodput>=1000 best \d+\.\d req/s at \d+ users \(level \d\); no level reaches it", lines[3])
     assert lines[4] == "✗ accuracy>=0.5@users>100 no data: no level has users>100"
