@@ -5,7 +5,9 @@ figures per load level (a stage of the load shape, or a change of the user count
 the last 10 and 30 seconds: requests, accuracy among successes and effective accuracy (errors count as wrong) with
 Wilson intervals, errors by kind, p95 latency and quality goodput. Responses are scored with the analysis package's
 own :func:`analysis.label_key` / :func:`analysis.prediction_key`, so the live figures of a stage are the figures
-``python -m analysis report`` later writes to ``levels.csv`` for it.
+``python -m analysis report`` later writes to ``levels.csv`` for it. Each level is also compared with the baseline
+(the lowest offered load) sample by sample, with the analysis's own test, Holm adjustment and tolerance, so a level
+marked degraded live is the level the report marks DEGRADED on the same records.
 
 Cost on the master is a few dictionary look-ups per row: label keys are computed once per sample, prediction keys
 once per distinct prediction text. Latencies are kept per level (8 bytes a row) so percentiles are exact, as in the
@@ -28,14 +30,18 @@ import numpy as np
 import pandas as pd
 
 from loadgrade.analysis import NO_ANSWER, AnalysisInputError, infer_task, label_key, prediction_key, wilson_interval
-from loadgrade.analysis.stats import sample_wilson_interval
+from loadgrade.analysis.stats import holm_adjust, paired_difference, sample_wilson_interval
 from loadgrade.recording import WORKER_COLUMNS
 from loadgrade.responses import ERROR_KINDS
 
-__all__ = ["ROLLING_WINDOWS_S", "LiveQuality"]
+__all__ = ["DEFAULT_TOLERANCE", "ROLLING_WINDOWS_S", "LiveQuality"]
 
 ROLLING_WINDOWS_S: tuple[int, ...] = (10, 30)
 """Rolling windows (seconds of send time, up to now) reported beside the levels."""
+
+DEFAULT_TOLERANCE = 0.01
+"""Drop (a share: 0.01 = 1 point) a level must exceed to be degraded, as ``analysis.report.DEFAULT_TOLERANCE``
+(not imported from there: the report module costs the master a second more at start-up)."""
 
 _SAMPLE_ID = WORKER_COLUMNS.index("sample_id")
 _T_SENT = WORKER_COLUMNS.index("t_sent")
@@ -89,10 +95,16 @@ class _Level:
     # per sample id: [correct, answered, sent] -- the intervals take the sample as the unit when samples repeat
     samples: dict[str, list[int]] = field(default_factory=dict)
     cached: tuple[int, float | None, dict[str, Any]] | None = None  # (n, t_end, summary) of a finished level
+    per_sample: tuple[int, Any] | None = None  # (n, sorted codes and per-sample counts) for the paired comparison
 
 
 def _fraction(k: int, n: int) -> float | None:
     return k / n if n else None
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undefined figure is None."""
+    return None if math.isnan(value) else float(value)
 
 
 def _interval(k: int, n: int, confidence: float) -> tuple[float | None, float | None]:
@@ -114,7 +126,10 @@ class LiveQuality:
     slo_latency_ms : float or None
         Latency objective for quality goodput; ``None`` counts every correct answer.
     confidence : float, default 0.95
-        Level of the Wilson intervals.
+        Level of the Wilson intervals and of the interval on the change from the baseline.
+    tolerance : float, default DEFAULT_TOLERANCE
+        Drop from the baseline (a share) beyond which a significantly worse level is degraded (``slo.tolerance``);
+        what :meth:`vs_baseline` (the web UI) judges with.
     t_start : float or None
         Start of the test (epoch seconds); default: now.
 
@@ -138,11 +153,13 @@ class LiveQuality:
         task: str | None = None,
         slo_latency_ms: float | None = None,
         confidence: float = 0.95,
+        tolerance: float = DEFAULT_TOLERANCE,
         t_start: float | None = None,
     ) -> None:
         self.task: str = task or infer_task(pd.Series(list(labels)))
         self.slo_latency_ms = slo_latency_ms
         self.confidence = confidence
+        self.tolerance = tolerance
         self.t_start = time.time() if t_start is None else t_start
         self.t_end: float | None = None
         self.problems: list[str] = []
@@ -156,6 +173,7 @@ class LiveQuality:
                 self._label_of[str(sample_id)] = _UNSCORABLE
                 self._problem(f"label of sample {sample_id!r}: {exc}")
         self._prediction_keys: dict[str, Any] = {}
+        self._code_of: dict[str, int] | None = None  # sample id -> integer code, for the paired comparison
         self._levels: list[_Level] = []
         self._level_by_index: dict[int, _Level] = {}
         self._starts: list[float] = []  # t_start of each level, for levels that are not stamped stages
@@ -379,6 +397,116 @@ class LiveQuality:
             level.cached = (level.tally.n, level.t_end, summary)
         return summary
 
+    def baseline_comparison(
+        self, *, metric: str = "effective_accuracy", tolerance: float = 0.01, alpha: float = 0.05
+    ) -> dict[int, dict[str, Any]]:
+        """Every level so far against the baseline, sample by sample, as ``python -m analysis report`` compares them.
+
+        The baseline is the level with the lowest offered load (the arrival rate when the run has one, else the
+        users; the earlier level on a tie), as in :func:`loadgrade.analysis.degradation_table`: on the samples both
+        levels counted, each sample's accuracy at the level minus its accuracy at the baseline, averaged, with
+        :func:`loadgrade.analysis.stats.paired_difference`'s interval and test, Holm-adjusted across the levels so
+        far. A level's verdict can therefore still change while later levels join the family, and it is the
+        analysis's verdict once the run is over.
+
+        Returns, per level index: ``baseline`` (its index), ``is_baseline``, ``diff``, ``diff_low``, ``diff_high``
+        (shares, level minus baseline), ``n_pairs``, ``p_value``, ``p_holm`` (NaN at the baseline),
+        ``significantly_worse`` and ``degraded`` (significantly worse by more than ``tolerance``). Empty for
+        regression, which has no accuracy.
+        """
+        if not self._scores or not self._levels:
+            return {}
+        if metric not in ("accuracy", "effective_accuracy"):
+            raise ValueError(f"metric must be 'accuracy' or 'effective_accuracy', got {metric!r}")
+        by_rate = any(level.rate is not None for level in self._levels)
+
+        def offered(level: _Level) -> tuple[float, int]:
+            value = level.rate if by_rate else level.users
+            return (math.inf if value is None else float(value), level.index)
+
+        ordered = sorted(self._levels, key=offered)
+        total = 2 if metric == "effective_accuracy" else 1  # counts per sample: [correct, answered, sent]
+        base_codes, base_counts = self._per_sample(ordered[0])
+        base_counted = base_counts[:, total] > 0
+        base_codes = base_codes[base_counted]
+        base_rates = base_counts[base_counted, 0] / base_counts[base_counted, total]
+        compared = []
+        for level in ordered:
+            codes, counts = self._per_sample(level)
+            counted = counts[:, total] > 0
+            _, in_base, in_level = np.intersect1d(base_codes, codes[counted], assume_unique=True, return_indices=True)
+            rates = counts[counted, 0][in_level] / counts[counted, total][in_level]
+            compared.append(paired_difference(base_rates[in_base], rates, confidence=self.confidence))
+        p_value = np.array([np.nan] + [result.p_value for result in compared[1:]], dtype=float)
+        p_holm = holm_adjust(p_value)
+        comparison = {}
+        for level, result, p, adjusted in zip(ordered, compared, p_value, p_holm, strict=True):
+            worse = bool(adjusted < alpha and result.diff < 0)
+            comparison[level.index] = {
+                "baseline": ordered[0].index,
+                "is_baseline": level is ordered[0],
+                "diff": float(result.diff),
+                "diff_low": float(result.low),
+                "diff_high": float(result.high),
+                "n_pairs": result.n_pairs,
+                "p_value": float(p),
+                "p_holm": float(adjusted),
+                "significantly_worse": worse,
+                "degraded": worse and -result.diff > tolerance,
+            }
+        return comparison
+
+    def _per_sample(self, level: _Level) -> tuple[Any, Any]:
+        """The level's sample codes (sorted) and their [correct, answered, sent] counts, cached while unchanged."""
+        if level.per_sample is not None and level.per_sample[0] == level.tally.n:
+            return level.per_sample[1]
+        code_of = self._code_of
+        if code_of is None:
+            code_of = self._code_of = {sample_id: code for code, sample_id in enumerate(self._label_of)}
+        codes = np.fromiter((code_of[str(s)] for s in level.samples), dtype=np.int64, count=len(level.samples))
+        counts = np.asarray(list(level.samples.values()), dtype=np.float64).reshape(-1, 3)
+        order = np.argsort(codes, kind="stable")
+        arrays = (codes[order], counts[order])
+        level.per_sample = (level.tally.n, arrays)
+        return arrays
+
+    def vs_baseline(self) -> dict[int, dict[str, Any]]:
+        """:meth:`baseline_comparison` on the accuracy over every request with this test's ``tolerance``, under the
+        names ``levels.csv`` gives them, and None for what is undefined (JSON has no NaN); what the web UI shows.
+
+        Keys per level: ``is_baseline``, ``vs_baseline_diff`` (level minus baseline, a share: negative is worse)
+        with ``vs_baseline_diff_low``/``_high``, ``vs_baseline_n_pairs``, ``vs_baseline_p_holm``,
+        ``vs_baseline_significantly_worse`` and ``degraded``. Empty for regression.
+
+        Examples
+        --------
+        >>> live = LiveQuality([f"s{i}" for i in range(40)], [1] * 40, t_start=0.0)
+        >>> live.start_level(0.0, users=1, index=0)
+        >>> live.start_level(10.0, users=8, index=1)
+        >>> row = lambda i, stage, pred: [f"{stage}-{i}", f"s{i}", 0, 1, 10.0 * stage + i / 10, 5.0, 200, True, "",
+        ...                               "", pred, 1, 1, ""]
+        >>> rows = [row(i, 0, "1") for i in range(40)] + [row(i, 1, "1" if i < 20 else "2") for i in range(40)]
+        >>> live.add(rows, [(1, 0, 1, "")] * 40 + [(8, 1, 8, "")] * 40)
+        >>> compared = live.vs_baseline()
+        >>> compared[0]["is_baseline"], compared[0]["vs_baseline_p_holm"], compared[1]["vs_baseline_diff"]
+        (True, None, -0.5)
+        >>> compared[1]["degraded"], compared[1]["vs_baseline_n_pairs"]
+        (True, 40)
+        """
+        return {
+            index: {
+                "is_baseline": figures["is_baseline"],
+                "vs_baseline_diff": _finite(figures["diff"]),
+                "vs_baseline_diff_low": _finite(figures["diff_low"]),
+                "vs_baseline_diff_high": _finite(figures["diff_high"]),
+                "vs_baseline_n_pairs": figures["n_pairs"],
+                "vs_baseline_p_holm": _finite(figures["p_holm"]),
+                "vs_baseline_significantly_worse": figures["significantly_worse"],
+                "degraded": figures["degraded"],
+            }
+            for index, figures in self.baseline_comparison(tolerance=self.tolerance).items()
+        }
+
     def window_summary(self, seconds: float, *, now: float | None = None) -> dict[str, Any]:
         """Figures over the requests sent in the last ``seconds`` (whole seconds of send time) up to ``now``."""
         end = (self.t_end or time.time()) if now is None else now
@@ -401,8 +529,9 @@ class LiveQuality:
         ]
 
     def levels(self, *, now: float | None = None) -> list[dict[str, Any]]:
-        """Every level so far, in order (see :meth:`stage_summary`)."""
-        return [self.stage_summary(level.index, now=now) for level in self._levels]
+        """Every level so far, in order: :meth:`stage_summary` with :meth:`vs_baseline` merged in."""
+        compared = self.vs_baseline()
+        return [{**self.stage_summary(level.index, now=now), **compared.get(level.index, {})} for level in self._levels]
 
     def series(self, *, window_s: int = 10, now: float | None = None, max_points: int = 600) -> list[dict[str, Any]]:
         """Accuracy over time for charts: one point per second (fewer for long runs), each over the ``window_s``

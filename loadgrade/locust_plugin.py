@@ -48,6 +48,8 @@ logger = logging.getLogger("loadgrade")
 # endpoint, unrecorded, all that time. The module global is read at every check.
 locust.runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENCE_S
 
+QUALITY_EVERY_S = 30.0  # default of --quality-every
+
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
@@ -93,6 +95,15 @@ def _add_options(parser: Any) -> None:
         include_in_web_ui=False,
         help="Headless: print the verdict of the scenario's slo.rules but do not exit 1 when one fails",
     )
+    parser.add_argument(
+        "--quality-every",
+        type=float,
+        default=QUALITY_EVERY_S,
+        env_var="LOADGRADE_QUALITY_EVERY",
+        include_in_web_ui=False,
+        help="Seconds between the quality lines of a stage still running (a long stage, a soak, a run without "
+        f"stages); each stage also gets a line when it ends; 0: only then (default: {QUALITY_EVERY_S:g})",
+    )
 
 
 class Controller:
@@ -137,6 +148,10 @@ class Controller:
             self.scenario = load_scenario(arg)
             self._scenario_arg = arg
         return self.scenario
+
+    def use_scenario(self, arg: str, scenario: Scenario) -> None:
+        """Take a scenario just read from ``arg`` (the web UI's start form) as the one :meth:`ensure_scenario` gives."""
+        self.scenario, self._scenario_arg = scenario, arg
 
     def configure_user(self, user: Any) -> None:
         self.replay.configure_user(user)
@@ -250,8 +265,10 @@ class QualityMonitor:
     """Live quality on the master (or standalone process): every batch of rows is scored as it arrives.
 
     One :class:`loadgrade.live.LiveQuality` per test, fed in :meth:`Controller.on_rows` with the same stamps the
-    writer gives the rows; shown in the web UI (:mod:`loadgrade.webui`) and, once a level has ended and its rows
-    have had time to arrive, as one console line per level, with a summary when the test ends.
+    writer gives the rows; shown in the web UI (:mod:`loadgrade.webui`) and as console lines: one per level once
+    it has ended and its rows have had time to arrive, one every ``--quality-every`` seconds for the level still
+    running, and a summary when the test ends. Each line compares its level with the baseline as the analysis
+    does (:meth:`loadgrade.live.LiveQuality.baseline_comparison`) and marks it DEGRADED on the same decision.
     """
 
     REPORT_AFTER_S = 2.0  # a level's line waits this long after its end for the rows still in flight or in transit
@@ -262,11 +279,18 @@ class QualityMonitor:
         self.records_path: Path | None = None
         self._stages_seen = 0
         self._printed: set[int] = set()
+        self._last_line: dict[int, float] = {}  # per level still running: when its last line was printed
+        self._tolerance = 0.01
         self._reporter: gevent.Greenlet | None = None
 
     def setup(self, web_ui: Any) -> None:
         """In ``init``: load the scoring code now rather than at test start; add the Quality tab if there is a UI."""
-        import loadgrade.live  # noqa: F401  (imports the analysis package: seconds, better before any load)
+        # the analysis package takes seconds to import, better before any load; so does scipy.stats, which the
+        # paired comparison's t-interval needs (samples sent several times): mid-test, it would stall a standalone
+        # run's users and the master's heartbeats for a second
+        import scipy.stats  # noqa: F401
+
+        import loadgrade.live  # noqa: F401
 
         if web_ui is None:  # headless, or a worker
             return
@@ -278,6 +302,7 @@ class QualityMonitor:
             live=lambda: self.live,
             records=lambda: self.records_path,
             flush=self._flush,
+            check_start=self.controller.run.check_web_start,
             base_path=str(getattr(options, "web_base_path", "") or ""),
         )
 
@@ -288,11 +313,12 @@ class QualityMonitor:
 
     def begin(self, session: RunSession) -> None:
         """A fresh aggregator for each test; the labels come from the scenario's dataset (read once)."""
-        from loadgrade.live import LiveQuality
+        from loadgrade.live import DEFAULT_TOLERANCE, LiveQuality
 
         self.records_path = session.writer.path
-        self._stages_seen, self._printed = 0, set()
+        self._stages_seen, self._printed, self._last_line = 0, set(), {}
         scenario = session.scenario
+        self._tolerance = scenario.slo.tolerance if scenario.slo is not None else DEFAULT_TOLERANCE
         try:
             dataset = scenario.data()
             self.live = LiveQuality(
@@ -300,10 +326,11 @@ class QualityMonitor:
                 dataset.labels,
                 task=scenario.dataset.task,
                 slo_latency_ms=scenario.slo.latency_ms if scenario.slo is not None else None,
+                tolerance=self._tolerance,
                 t_start=session.t_start,
             )
         except Exception as exc:  # live figures are a view: never let them stop a test
-            logger.error(f"loadgrade: no live quality figures for this test: {exc}")
+            logger.error(f"no live quality figures for this test: {exc}")
             self.live = None
             return
         self._reporter = gevent.spawn(self._report_forever)
@@ -325,7 +352,7 @@ class QualityMonitor:
             self._sync_levels()
             self.live.add(rows, stamps)
         except Exception:
-            logger.exception("loadgrade: live quality figures stopped (the records are not affected)")
+            logger.exception("live quality figures stopped (the records are not affected)")
             self.live = None
 
     def _report_forever(self) -> None:
@@ -335,17 +362,34 @@ class QualityMonitor:
                 self._sync_levels()
                 self._report(final=False)
             except Exception:
-                logger.exception("loadgrade: live quality report failed")
+                logger.exception("live quality report failed")
                 return
 
+    def _every_s(self) -> float:
+        options = self.controller.environment.parsed_options
+        every = getattr(options, "quality_every", QUALITY_EVERY_S) if options is not None else QUALITY_EVERY_S
+        return max(float(every or 0.0), 0.0)
+
     def _report(self, *, final: bool) -> None:
-        live, now = self.live, time.time()
+        """The lines now due: each level that has ended (once), and the running level every ``_every_s``."""
+        live, now, every = self.live, time.time(), self._every_s()
+        due: list[tuple[int, float, bool]] = []  # (level, time of its figures, ended)
         for bounds in live.level_bounds():
             index, t_end = bounds["level"], bounds["t_end"]
-            if index in self._printed or t_end is None or (not final and now < t_end + self.REPORT_AFTER_S):
+            if index in self._printed:
                 continue
-            self._printed.add(index)
-            self._say(format_level_line(live.stage_summary(index)))
+            if t_end is not None and (final or now >= t_end + self.REPORT_AFTER_S):
+                self._printed.add(index)
+                due.append((index, t_end, True))
+            elif t_end is None and not final and every and now - self._last_line.get(index, bounds["t_start"]) >= every:
+                self._last_line[index] = now
+                due.append((index, now, False))
+        if not due:
+            return
+        comparison = live.baseline_comparison(tolerance=self._tolerance)
+        for index, t, ended in due:
+            level = live.stage_summary(index, now=now)
+            self._say(format_level_line(level, comparison.get(index), elapsed_s=t - live.t_start, ended=ended))
 
     def end(self) -> None:
         """After the last rows have arrived: the levels not yet reported, then the whole test in one line."""
@@ -359,15 +403,15 @@ class QualityMonitor:
         live.finish(stages[-1].t_end if stages and stages[-1].t_end is not None else time.time())
         try:
             self._report(final=True)
-            self._say(format_run_line(live))
+            self._say(format_run_line(live, live.baseline_comparison(tolerance=self._tolerance)))
         except Exception:
-            logger.exception("loadgrade: live quality summary failed")
+            logger.exception("live quality summary failed")
 
     def _say(self, line: str) -> None:
         options = self.controller.environment.parsed_options
         if options is not None and getattr(options, "headless", False):
-            print(line, file=sys.stderr, flush=True)
-        else:  # the web UI's log tab shows it
+            print(f"loadgrade: {line}", file=sys.stderr, flush=True)
+        else:  # the web UI's log tab shows it, after the logger's name
             logger.info(line)
 
 
@@ -375,39 +419,98 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _quality_figures(figures: dict[str, Any]) -> str:
-    interval = (
-        f" [{100 * figures['accuracy_low']:.1f}, {100 * figures['accuracy_high']:.1f}]"
-        if figures["accuracy_low"] is not None
+def _clock(seconds: float) -> str:
+    """``[mm:ss]`` (``[h:mm:ss]`` from an hour) since the start of the test."""
+    minutes, secs = divmod(max(int(seconds), 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"[{hours}:{minutes:02d}:{secs:02d}]" if hours else f"[{minutes:02d}:{secs:02d}]"
+
+
+def _load(level: dict[str, Any]) -> str:
+    name = "stage" if level["kind"] == "stage" else "level"
+    load = f"{level['rate']:g} req/s" if level.get("rate") is not None else f"{level['users']} users"
+    return f"{name} {level['level']} ({load})"
+
+
+def _quality_figures(figures: dict[str, Any], versus: str = "") -> str:
+    """All-request accuracy (a failed request counts as wrong) with its interval, ``versus`` the baseline, then
+    answered accuracy when some requests failed, the count, p95 latency and the failures."""
+    accuracy = f"all requests {_pct(figures['effective_accuracy'])}"
+    if figures["effective_accuracy_low"] is not None:
+        low, high = figures["effective_accuracy_low"], figures["effective_accuracy_high"]
+        accuracy += f" [{100 * low:.1f}, {100 * high:.1f}]"
+    answered = (
+        f"answered {_pct(figures['accuracy'])}, "
+        if figures["accuracy"] is not None and figures["n_ok"] < figures["n"]
         else ""
     )
     errors = ", ".join(f"{kind} {count}" for kind, count in figures["errors"].items())
     p95 = "n/a" if figures["p95_ms"] is None else f"{figures['p95_ms']:.1f} ms"
     return (
-        f"n={figures['n']}, accuracy {_pct(figures['accuracy'])}{interval}, "
-        f"effective {_pct(figures['effective_accuracy'])}, p95 {p95}, "
-        f"errors {_pct(figures['error_rate'])}{f' ({errors})' if errors else ''}"
+        f"{accuracy}{versus}; {answered}n={figures['n']}, p95 {p95}, "
+        f"failed {_pct(figures['error_rate'])}{f' ({errors})' if errors else ''}"
     )
 
 
-def format_level_line(level: dict[str, Any]) -> str:
-    """One console line for a level that has ended (see :meth:`loadgrade.live.LiveQuality.stage_summary`)."""
-    load = f"{level['rate']:g} req/s" if level.get("rate") is not None else f"{level['users']} users"
-    name = "stage" if level["kind"] == "stage" else "level"
-    return f"loadgrade: quality {name} {level['level']} ({load}): {_quality_figures(level)}"
+def _versus(comparison: dict[str, Any] | None) -> str:
+    """``, -19.7 pts vs stage 0 DEGRADED``: the paired change from the baseline and the analysis's verdict."""
+    if comparison is None:
+        return ""
+    baseline = comparison["baseline"]
+    if comparison["is_baseline"]:
+        return ", baseline"
+    if comparison["diff"] != comparison["diff"]:  # NaN: no sample answered at both levels yet
+        return f", no sample shared with stage {baseline} yet"
+    verdict = (
+        " DEGRADED"
+        if comparison["degraded"]
+        else " (worse, within tolerance)"
+        if comparison["significantly_worse"]
+        else ""
+    )
+    return f", {100 * comparison['diff']:+.1f} pts vs stage {baseline}{verdict}"
 
 
-def format_run_line(live: Any) -> str:
-    """The console summary of a test: every level together, and the level with the lowest accuracy."""
+def format_level_line(
+    level: dict[str, Any], comparison: dict[str, Any] | None = None, *, elapsed_s: float, ended: bool = True
+) -> str:
+    """One console line (without the ``loadgrade:`` prefix) for a level: ended, or so far while it runs.
+
+    ``level`` from :meth:`loadgrade.live.LiveQuality.stage_summary`, ``comparison`` its entry of
+    :meth:`loadgrade.live.LiveQuality.baseline_comparison`, ``elapsed_s`` the time of its figures since the start.
+
+    Examples
+    --------
+    >>> level = {"level": 1, "kind": "stage", "users": 10, "rate": None, "n": 1468, "n_ok": 1468,
+    ...          "accuracy": 0.767, "effective_accuracy": 0.767, "effective_accuracy_low": 0.732,
+    ...          "effective_accuracy_high": 0.799, "p95_ms": 32.7, "error_rate": 0.0, "errors": {}}
+    >>> comparison = {"baseline": 0, "is_baseline": False, "diff": -0.197, "significantly_worse": True,
+    ...               "degraded": True}
+    >>> print(format_level_line(level, comparison, elapsed_s=24.2).replace("; ", ";\\n"))
+    [00:24] stage 1 (10 users): all requests 76.7% [73.2, 79.9], -19.7 pts vs stage 0 DEGRADED;
+    n=1468, p95 32.7 ms, failed 0.0%
+    """
+    so_far = "" if ended else ", so far"
+    return f"{_clock(elapsed_s)} {_load(level)}{so_far}: {_quality_figures(level, _versus(comparison))}"
+
+
+def format_run_line(live: Any, comparison: dict[int, dict[str, Any]] | None = None) -> str:
+    """The console summary of a test (without the prefix): every level together, the level with the lowest
+    all-request accuracy, and the levels marked DEGRADED."""
     total = live.run_summary()
-    levels = [level for level in live.levels() if level["accuracy"] is not None and level["n_scored"]]
-    worst = min(levels, key=lambda level: level["accuracy"], default=None)
+    levels = [level for level in live.levels() if level["effective_accuracy"] is not None and level["n_truth"]]
+    worst = min(levels, key=lambda level: level["effective_accuracy"], default=None)
     count = total["levels"]
-    line = f"loadgrade: quality over the test ({count} level{'' if count == 1 else 's'}): {_quality_figures(total)}"
+    end = live.t_end if live.t_end is not None else time.time()
+    line = (
+        f"{_clock(end - live.t_start)} over the test ({count} level{'' if count == 1 else 's'}): "
+        f"{_quality_figures(total)}"
+    )
     if worst is not None and len(levels) > 1:
-        load = f"{worst['rate']:g} req/s" if worst.get("rate") is not None else f"{worst['users']} users"
-        name = "stage" if worst["kind"] == "stage" else "level"
-        line += f"; lowest accuracy {_pct(worst['accuracy'])} at {name} {worst['level']} ({load})"
+        line += f"; lowest at {_load(worst)}: {_pct(worst['effective_accuracy'])}"
+    degraded = [index for index, row in sorted((comparison or {}).items()) if row["degraded"]]
+    if degraded:
+        line += f"; DEGRADED: {'stage' if len(degraded) == 1 else 'stages'} {', '.join(map(str, degraded))}"
     if live.problems:
         line += f"; {len(live.problems)} answer(s) could not be scored, e.g. {live.problems[0]}"
     return line
@@ -422,7 +525,7 @@ class ScenarioShape(LoadTestShape):
         try:
             current = controller.current_stage()
         except ScenarioError as exc:
-            logger.error(f"loadgrade: invalid scenario\n{exc}")
+            logger.error(f"invalid scenario\n{exc}")
             return None
         if current is None:
             return None

@@ -18,12 +18,14 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gevent
 
 from loadgrade.dispenser import SampleDispenser
+from loadgrade.errors import ScenarioError
 from loadgrade.ledger import WorkerLedger
 from loadgrade.messages import (
     MSG_CHUNK,
@@ -36,7 +38,7 @@ from loadgrade.messages import (
 from loadgrade.recording import LoadTimeline, RecordWriter
 from loadgrade.resources import ResourceSampler
 from loadgrade.runinfo import default_run_dir, run_info, write_run_info
-from loadgrade.scenario import Scenario
+from loadgrade.scenario import Scenario, load_scenario
 from loadgrade.shapes import CapacitySearch, SearchLoad, StageClock, StagePlan, search_stage, stage_plan
 
 if TYPE_CHECKING:
@@ -186,6 +188,7 @@ class MasterRun:
         self._sampler: gevent.Greenlet | None = None
         self._watcher: gevent.Greenlet | None = None
         self._refused_before: dict[str, str] = {}  # client id -> why, kept across the tests of one master
+        self._checked_start: tuple[str, str] | None = None  # (scenario, host) the web UI's start form pre-flighted
 
     @property
     def runner(self) -> Any:
@@ -361,6 +364,9 @@ class MasterRun:
         scenario = self.controller.ensure_scenario()
         # headless runs checked the endpoint at start-up, before the shape's first stage began (see preflight_or_exit)
         checked = self._option("skip_preflight", False) or self._option("headless", False)
+        # the web UI's start form ran it a moment ago (check_web_start), on this scenario and host
+        checked = checked or self._checked_start == (self.controller.scenario_arg(), self.environment.host or "")
+        self._checked_start = None
         if not checked and not self._preflight(scenario):
             return
         dataset = scenario.data()
@@ -392,6 +398,42 @@ class MasterRun:
         print(result.line, file=sys.stderr, flush=True)
         if not result.ok:
             sys.exit(2)
+
+    def check_web_start(self, form: Mapping[str, str]) -> str | None:
+        """The web UI's start (or edit) form, before Locust acts on it: why the test must not start, or None.
+
+        The scenario it names is read now and, before a new test, the pre-flight runs on it with the form's host:
+        a path that does not exist, a broken scenario or a dead endpoint refuses the start with the message in
+        the form and one log line, before any user exists (each user would otherwise fail with a traceback).
+        """
+        arg = str(form.get("scenario", self.controller.scenario_arg())).strip()
+        if self.session is not None:  # an edit of the running test (its user count)
+            if arg == self.controller.scenario_arg():
+                return None
+            return self._refuse(f"the running test replays {self.controller.scenario_arg()}: stop it to use {arg}")
+        if not arg:
+            return self._refuse("no scenario given: type the path of a scenario file into the scenario field")
+        try:
+            scenario = load_scenario(arg)
+        except ScenarioError as exc:
+            return self._refuse("invalid scenario: " + "; ".join(str(exc).splitlines()))
+        self.controller.use_scenario(arg, scenario)  # the file as it is now, also when its path did not change
+        if self._option("skip_preflight", False):
+            return None
+        from loadgrade.preflight import preflight
+
+        # as Locust takes the form's host (environment.host), empty for the scenario's base_url
+        host = str(form["host"]).replace("<", "").replace(">", "") if "host" in form else self.environment.host or ""
+        result = preflight(scenario, host=host or None)
+        if not result.ok:
+            return self._refuse(result.line.removeprefix("loadgrade: "))
+        logger.info(result.line.removeprefix("loadgrade: "))  # the web UI's log tab shows it
+        self._checked_start = (arg, host)
+        return None
+
+    def _refuse(self, message: str) -> str:
+        logger.error(f"test not started: {message}")
+        return message
 
     def _preflight(self, scenario: Scenario) -> bool:
         """The web UI: a few samples when a test starts; a dead endpoint, a wrong path or key stops the test."""

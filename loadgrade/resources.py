@@ -115,7 +115,7 @@ class ResourceSampler:
     def _warn(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
-            logger.warning(f"loadgrade: resources: {message} (sampling goes on without it)")
+            logger.warning(f"resources: {message} (sampling goes on without it)")
 
     def _write(self, t: float, source: str, metric: str, value: float) -> None:
         if math.isfinite(value):

@@ -2,8 +2,14 @@
 
 The tab uses the extension points of Locust's own React bundle (``extended_tabs``/``extended_tables`` in the
 template arguments, ``extended_stats`` added to each ``/stats/requests`` poll), so it refreshes with the rest of the
-UI and needs no JavaScript of ours. ``/quality`` is a page of our own: server-rendered SVG charts refreshed by a few
-lines of inline script; nothing is fetched from the internet. Every route sits behind ``--web-login`` when it is on.
+UI. Its cells are plain text, the verdict included ("baseline", "DEGRADED" in the "vs baseline" column); a small
+stylesheet and script added to Locust's page colour those rows and put the legend and a link to the charts above
+the table. ``/quality`` is a page of our own: server-rendered SVG charts refreshed by a few lines of inline script;
+nothing is fetched from the internet. Every route sits behind ``--web-login`` when it is on.
+
+The start form's ``POST /swarm`` goes through a check first (``check_start``): a scenario that cannot be read or
+an endpoint that fails the pre-flight refuses the start the way Locust refuses a bad user count, so the form shows
+the message and the terminal gets one log line rather than a traceback from every user that could not start.
 
 This module knows Flask and the shape of Locust's ``WebUI`` object, not Locust itself: :func:`install` is called by
 ``loadgrade.locust_plugin`` with functions that return the current :class:`~loadgrade.live.LiveQuality` and
@@ -17,7 +23,8 @@ import html
 import io
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +32,22 @@ from flask import Response, request
 
 from loadgrade.live import ROLLING_WINDOWS_S, LiveQuality
 
-__all__ = ["QUALITY_TAB", "install", "level_csv", "render_panel", "tab_rows"]
+__all__ = ["QUALITY_TAB", "install", "legend_html", "level_csv", "render_panel", "tab_assets", "tab_rows"]
 
 QUALITY_TAB = "quality"
 """Key of the Quality tab (``/?tab=quality``) and of its rows in ``extended_stats``."""
+
+FLAG_TITLE = "vs baseline"
+"""Title of the column that marks the baseline and the degraded levels (the tab's script finds the table by it)."""
 
 TABLE_STRUCTURE: list[dict[str, str]] = [
     {"key": "level", "title": "Level"},
     {"key": "load", "title": "Load"},
     {"key": "n", "title": "Requests"},
-    {"key": "accuracy", "title": "Accuracy % [95% CI]"},
-    {"key": "effective", "title": "Effective accuracy % [95% CI]"},
+    {"key": "effective", "title": "Accuracy over every request % [95% CI]"},
+    {"key": "change", "title": "Change vs baseline, points [95% CI]"},
+    {"key": "flag", "title": FLAG_TITLE},
+    {"key": "accuracy", "title": "Accuracy among answered % [95% CI]"},
     {"key": "errors", "title": "Errors"},
     {"key": "p95", "title": "p95 ms"},
     {"key": "goodput", "title": "Goodput/s"},
@@ -68,10 +80,22 @@ LEVEL_CSV_COLUMNS: tuple[str, ...] = (
     "p95_ms",
     "throughput_rps",
     "goodput_rps",
+    "is_baseline",
+    "vs_baseline_diff",
+    "vs_baseline_diff_low",
+    "vs_baseline_diff_high",
+    "vs_baseline_n_pairs",
+    "vs_baseline_p_holm",
+    "degraded",
 )
 
 LiveSource = Callable[[], LiveQuality | None]
 RecordsSource = Callable[[], Path | None]
+StartCheck = Callable[[Mapping[str, str]], str | None]
+"""Given the start form's fields, why the test must not start (shown in the form), or None to let it start."""
+
+SWARM_ENDPOINT = "locust.swarm"
+"""Flask endpoint of Locust's ``POST /swarm`` (its start and edit forms)."""
 
 
 # ---------------------------------------------------------------------------------------------------- formatting
@@ -105,25 +129,59 @@ def _load(figures: dict[str, Any]) -> str:
     return "–" if figures.get("users") is None else f"{figures['users']} users"
 
 
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def _change(figures: dict[str, Any]) -> str:
+    """Level minus baseline in percentage points, with its interval; "–" at the baseline and where undefined."""
+    diff = figures.get("vs_baseline_diff")
+    if diff is None or figures.get("is_baseline"):
+        return "–"
+    low, high = figures.get("vs_baseline_diff_low"), figures.get("vs_baseline_diff_high")
+    interval = f" [{_points(low)}, {_points(high)}]" if low is not None and high is not None else ""
+    return f"{_points(diff)}{interval}"
+
+
+def _flag(figures: dict[str, Any]) -> tuple[str, str]:
+    """The text of the "vs baseline" cell and the row's mark ("baseline", "degraded" or ""), as the report's."""
+    if "is_baseline" not in figures:  # a rolling window: not a level
+        return "", ""
+    if figures["is_baseline"]:
+        return "baseline", "baseline"
+    if figures.get("degraded"):
+        return "DEGRADED", "degraded"
+    if figures.get("vs_baseline_significantly_worse"):
+        return "worse (within tolerance)", ""
+    if figures.get("vs_baseline_diff") is None:
+        return "–", ""
+    return "ok", ""
+
+
 def _tab_row(label: str, load: str, figures: dict[str, Any]) -> dict[str, Any]:
+    flag, mark = _flag(figures)
     return {
         "level": label,
         "load": load,
         "n": figures["n"],
-        "accuracy": _with_interval(figures["accuracy"], figures["accuracy_low"], figures["accuracy_high"]),
         "effective": _with_interval(
             figures["effective_accuracy"], figures["effective_accuracy_low"], figures["effective_accuracy_high"]
         ),
+        "change": _change(figures),
+        "flag": flag,
+        "accuracy": _with_interval(figures["accuracy"], figures["accuracy_low"], figures["accuracy_high"]),
         "errors": _errors(figures),
         "p95": _number(figures["p95_ms"]),
         "goodput": _number(figures["goodput_rps"]),
+        "mark": mark,
     }
 
 
 def tab_rows(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the Quality tab from :meth:`LiveQuality.snapshot`: one per level, then the rolling windows.
 
-    Accuracy figures are percentages with one decimal, as in the console and the analysis report.
+    Accuracy figures are percentages with one decimal, the change from the baseline percentage points, as in the
+    console and the analysis report. ``mark`` (not a column) is "baseline", "degraded" or "".
 
     Examples
     --------
@@ -131,8 +189,9 @@ def tab_rows(snapshot: dict[str, Any]) -> list[dict[str, Any]]:
     >>> live.add([["0-1", "a", 0, 1, 0.5, 12.0, 200, True, "", "", "1", 1, 1, ""]], [(2, "", "", "")])
     >>> [row["level"] for row in tab_rows(live.snapshot(now=1.0))]
     ['level 0 (running)', 'last 10 s', 'last 30 s']
-    >>> tab_rows(live.snapshot(now=1.0))[0]["accuracy"]
-    '100.0 [20.7, 100.0]'
+    >>> first = tab_rows(live.snapshot(now=1.0))[0]
+    >>> first["effective"], first["change"], first["flag"], first["mark"]
+    ('100.0 [20.7, 100.0]', '–', 'baseline', 'baseline')
     """
     rows = []
     for level in snapshot["levels"]:
@@ -154,7 +213,7 @@ def level_csv(levels: list[dict[str, Any]]) -> str:
     Examples
     --------
     >>> print(level_csv([]).strip())  # doctest: +ELLIPSIS
-    level,users,rate,t_start,...,goodput_rps,error_rate_http,...,error_rate_extract
+    level,users,rate,t_start,...,goodput_rps,is_baseline,...,degraded,error_rate_http,...,error_rate_extract
     """
     kinds = ["http", "timeout", "connection", "decode", "extract"]
     kinds += sorted(
@@ -174,6 +233,7 @@ def level_csv(levels: list[dict[str, Any]]) -> str:
 _WIDTH, _HEIGHT = 720, 260
 _LEFT, _RIGHT, _TOP, _BOTTOM = 52, 52, 28, 34
 _ACCURACY_COLOUR, _EFFECTIVE_COLOUR, _USERS_COLOUR = "#1f77b4", "#d62728", "#7f7f7f"
+_DEGRADED_COLOUR = "#b3261e"  # the offline report's
 
 
 def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float:
@@ -347,23 +407,133 @@ def chart_against_load(snapshot: dict[str, Any]) -> str:
                 f'y2="{sy(lv["accuracy_high"]):.1f}" '
                 f'stroke="{_ACCURACY_COLOUR}"/>'
             )
+        flag, mark = _flag(lv)
+        if lv.get("effective_accuracy") is not None and mark:  # the level's verdict, on the metric it is taken on
+            ring = _DEGRADED_COLOUR if mark == "degraded" else _ACCURACY_COLOUR
+            parts.append(
+                f'<circle data-mark="{mark}" cx="{cx:.1f}" cy="{sy(lv["effective_accuracy"]):.1f}" r="7" '
+                f'fill="none" stroke="{ring}" stroke-width="2"><title>level {lv["level"]}: {flag}</title></circle>'
+            )
         parts.append(
             f'<circle data-level="{lv["level"]}" cx="{cx:.1f}" cy="{sy(lv["accuracy"]):.1f}" r="3.5" '
             f'fill="{_ACCURACY_COLOUR}"><title>level {lv["level"]}: {_pct(lv["accuracy"])}% '
             f"[{_pct(lv['accuracy_low'])}, {_pct(lv['accuracy_high'])}], n={lv['n']}</title></circle>"
         )
-    parts.append(_legend([("accuracy (95% CI)", _ACCURACY_COLOUR), ("effective accuracy", _EFFECTIVE_COLOUR)]))
+    legend = [("accuracy (95% CI)", _ACCURACY_COLOUR), ("effective accuracy", _EFFECTIVE_COLOUR)]
+    marks = {_flag(lv)[1] for lv in levels}
+    legend += [("ring: baseline", _ACCURACY_COLOUR)] if "baseline" in marks else []
+    legend += [("ring: degraded", _DEGRADED_COLOUR)] if "degraded" in marks else []
+    parts.append(_legend(legend))
     parts.append("</svg>")
     return "".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------------- pages
 
+_BADGE_CSS = """
+.loadgrade-badge { display: inline-block; padding: 0 0.45em; border-radius: 0.7em; font-size: 0.85em;
+  font-weight: bold; color: #fff; }
+.loadgrade-badge.degraded { background: #b3261e; }
+.loadgrade-badge.baseline { background: #1a5fb4; }
+"""
+
+# Locust's React bundle renders the tab's cells as plain text: the colours, the legend and the link to the charts
+# are added to its page by this script and stylesheet (the text of the "vs baseline" column says it all without
+# them). The script only sets data attributes on the rows and puts one note of ours before the table; React never
+# owns either, so its re-renders leave them alone, and the note goes when the table does.
+_TAB_CSS = (
+    _BADGE_CSS
+    + """
+tr[data-loadgrade="degraded"] td { background: rgba(211, 47, 47, 0.13); }
+tr[data-loadgrade="baseline"] td { background: rgba(26, 95, 180, 0.10); }
+td[data-loadgrade-flag="degraded"] { color: #b3261e; font-weight: bold; }
+td[data-loadgrade-flag="baseline"] { color: #1a5fb4; font-weight: bold; }
+td[data-loadgrade-flag="degraded"]::before { content: "\\25BC\\00A0"; }
+#loadgrade-quality-notes { margin: 0.8em 0; padding: 0.6em 0.9em; border-left: 4px solid #1a5fb4;
+  background: rgba(26, 95, 180, 0.06); font-family: inherit; font-size: 0.9rem; line-height: 1.6; }
+#loadgrade-quality-notes a.loadgrade-charts { font-weight: bold; margin-right: 0.3em; }
+"""
+)
+
+_TAB_SCRIPT = """
+(() => {
+  const flagTitle = %(flag_title)s;
+  const marks = {"baseline": "baseline", "DEGRADED": "degraded"};
+  const notes = %(notes)s;
+  let pending = false;
+  function isQualityTable(table) {
+    return [...table.querySelectorAll("thead th")].some((th) => th.textContent.trim() === flagTitle);
+  }
+  function apply() {
+    pending = false;
+    for (const note of document.querySelectorAll("#loadgrade-quality-notes")) {
+      const next = note.nextElementSibling;
+      const table = next && (next.matches("table") ? next : next.querySelector("table"));
+      if (!table || !isQualityTable(table)) note.remove();
+    }
+    for (const table of document.querySelectorAll("#root table")) {
+      const titles = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+      const flag = titles.indexOf(flagTitle);
+      if (flag < 0) continue;
+      for (const tr of table.querySelectorAll("tbody tr")) {
+        const cell = tr.children[flag];
+        const mark = (cell && marks[cell.textContent.trim()]) || "";
+        if ((tr.dataset.loadgrade || "") !== mark) tr.dataset.loadgrade = mark;
+        if (cell && (cell.dataset.loadgradeFlag || "") !== mark) cell.dataset.loadgradeFlag = mark;
+      }
+      const holder = table.parentElement && table.parentElement.matches("div") ? table.parentElement : table;
+      const before = holder.previousElementSibling;
+      if (!before || before.id !== "loadgrade-quality-notes") holder.insertAdjacentHTML("beforebegin", notes);
+    }
+  }
+  const observer = new MutationObserver(() => {
+    if (!pending) { pending = true; setTimeout(apply, 30); }
+  });
+  observer.observe(document.getElementById("root") || document.body,
+                   {childList: true, subtree: true, characterData: true});
+  apply();
+})();
+"""
+
+
+def tab_assets() -> str:
+    """The stylesheet and script added to Locust's page for the Quality tab (see ``_TAB_SCRIPT``)."""
+    notes = f'<div id="loadgrade-quality-notes" role="note">{legend_html(charts_href="./quality")}</div>'
+    script = _TAB_SCRIPT % {"flag_title": json.dumps(FLAG_TITLE), "notes": json.dumps(notes)}
+    script = script.replace("</", "<\\/")  # json.dumps leaves "/" alone: no "</div>" may end the script early
+    return f"<style>{_TAB_CSS}</style><script>{script}</script>"
+
+
+def legend_html(*, tolerance: float | None = None, charts_href: str | None = None) -> str:
+    """What the marks of the level table mean (the Quality tab and ``/quality`` show the same words)."""
+    drop = (
+        f"{100 * tolerance:g} point{'' if 100 * tolerance == 1 else 's'}"
+        if tolerance is not None
+        else "the scenario's slo.tolerance (1 point unless set)"
+    )
+    link = (
+        f'<a class="loadgrade-charts" href="{html.escape(charts_href)}">Open the live quality charts</a> '
+        "(accuracy over time and against load). "
+        if charts_href
+        else ""
+    )
+    return (
+        f"{link}"
+        '<span class="loadgrade-badge baseline">baseline</span> the level with the lowest offered load; every other '
+        "level is compared with it on the samples both sent. "
+        '<span class="loadgrade-badge degraded">DEGRADED</span> significantly worse than the baseline '
+        f"(a paired test per sample, Holm-adjusted, as in the offline report) by more than {drop}. "
+        "Change vs baseline: the level minus the baseline, in percentage points of accuracy over every request "
+        "(a failed request counts as wrong), with its 95% interval."
+    )
+
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = "".join(f"<th>{html.escape(c['title'])}</th>" for c in TABLE_STRUCTURE)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(row[c['key']]))}</td>" for c in TABLE_STRUCTURE) + "</tr>"
+        (f'<tr class="{row["mark"]}">' if row.get("mark") else "<tr>")
+        + "".join(f"<td>{html.escape(str(row[c['key']]))}</td>" for c in TABLE_STRUCTURE)
+        + "</tr>"
         for row in rows
     )
     return f'<table id="levels"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -391,25 +561,34 @@ def render_panel(live: LiveQuality | None, *, now: float | None = None) -> str:
         + '<figure id="against-load"><figcaption>Accuracy against load level (bars: 95% Wilson interval)'
         + f"</figcaption>{chart_against_load(snapshot)}</figure>"
         + _table(tab_rows(snapshot))
+        + f'<p class="legend">{legend_html(tolerance=live.tolerance)}</p>'
     )
 
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>loadgrade: live quality</title>
 <style>
-body {{ font-family: sans-serif; margin: 1.5em; color: #222; max-width: 60em; }}
+body {{ font-family: sans-serif; margin: 1.5em; color: #222; max-width: 80em; }}
 figure {{ margin: 1em 0; }}
 figcaption {{ font-weight: bold; margin-bottom: 0.3em; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; }}
+td {{ white-space: nowrap; }}
+figure svg {{ max-width: 60em; }}
 th:first-child, td:first-child {{ text-align: left; }}
 .problems {{ color: #a00; }}
 nav a {{ margin-right: 1em; }}
+tr.degraded td {{ background: #fdecea; }}
+tr.baseline td {{ background: #eef5ff; }}
+tr.degraded td:nth-child({flag_column}) {{ color: #b3261e; font-weight: bold; }}
+tr.baseline td:nth-child({flag_column}) {{ color: #1a5fb4; font-weight: bold; }}
+.legend {{ font-size: 0.9em; color: #444; }}
+{badge_css}
 </style></head>
 <body>
 <h1>Live quality</h1>
-<nav><a href="./">Locust</a><a href="quality/stages.csv">per-level CSV</a><a href="quality/records.csv">records.csv</a>
-<a href="quality/data.json">JSON</a></nav>
+<nav><a href="./">Locust</a><a href="./?tab=quality">Quality tab</a><a href="quality/stages.csv">per-level CSV</a>
+<a href="quality/records.csv">records.csv</a><a href="quality/data.json">JSON</a></nav>
 <p>Accuracy among successful answers and effective accuracy (errors count as wrong), scored as the analysis scores
 them; intervals are 95% Wilson intervals. Refreshes every {refresh_s:g} s.</p>
 <div id="panel">{panel}</div>
@@ -430,7 +609,13 @@ REFRESH_S = 2.0
 
 def render_page(live: LiveQuality | None) -> str:
     """The ``/quality`` page: the panel now, refreshed in place every few seconds."""
-    return _PAGE.format(panel=render_panel(live), refresh_s=REFRESH_S, refresh_ms=int(REFRESH_S * 1000))
+    return _PAGE.format(
+        panel=render_panel(live),
+        refresh_s=REFRESH_S,
+        refresh_ms=int(REFRESH_S * 1000),
+        flag_column=[c["key"] for c in TABLE_STRUCTURE].index("flag") + 1,
+        badge_css=_BADGE_CSS,
+    )
 
 
 def _stream(path: Path, size: int) -> Iterator[bytes]:
@@ -451,6 +636,7 @@ def install(
     live: LiveSource,
     records: RecordsSource,
     flush: Callable[[], None] = lambda: None,
+    check_start: StartCheck | None = None,
     base_path: str = "",
 ) -> None:
     """Add the Quality tab, its CSV links and the ``/quality`` routes to Locust's web UI (call it in ``init``).
@@ -465,6 +651,10 @@ def install(
         Returns the current (or last) test's ``records.csv``, or None.
     flush : callable
         Flushes ``records.csv`` so a download holds every row received so far.
+    check_start : callable or None
+        Called with the fields of each ``POST /swarm`` (the start and edit forms), after the login check and
+        before Locust acts on them; a message it returns refuses the request as Locust's own checks do
+        (``{"success": false, "message": ...}``), which the form shows in its error box.
     base_path : str
         Locust's ``--web-base-path``.
     """
@@ -480,8 +670,15 @@ def install(
         {"href": "./quality", "title": "Open live quality charts"},
     ]
 
+    assets = tab_assets()
+
     @app.after_request
     def _add_quality_rows(response: Response) -> Response:
+        if request.path == f"{base}/" and response.mimetype == "text/html" and not response.direct_passthrough:
+            page = response.get_data(as_text=True)
+            if "</body>" in page:  # Locust's page (not its login page's redirect)
+                response.set_data(page.replace("</body>", f"{assets}</body>", 1))
+            return response
         if request.path != f"{base}/stats/requests" or not response.is_json:
             return response
         current = live()
@@ -526,6 +723,20 @@ def install(
             mimetype="text/csv",
             headers={"Content-Disposition": "attachment; filename=records.csv", "Content-Length": str(size)},
         )
+
+    swarm = app.view_functions.get(SWARM_ENDPOINT)
+    if check_start is not None and swarm is not None:
+
+        @wraps(swarm)
+        def checked_swarm(*args: Any, **kwargs: Any) -> Any:
+            problem = check_start(request.form)
+            if problem is not None:
+                body = {"success": False, "message": problem, "host": request.form.get("host", "")}
+                return Response(json.dumps(body), mimetype="application/json")
+            return swarm(*args, **kwargs)
+
+        # the login check first (Locust's own wrapper of the swarm view stays inside ours)
+        app.view_functions[SWARM_ENDPOINT] = web_ui.auth_required_if_enabled(checked_swarm)
 
     for rule, view in (
         ("/quality", page),

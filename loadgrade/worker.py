@@ -200,7 +200,7 @@ class WorkerReplay:
 
     def on_refuse(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.refused = True
-        logger.error(f"loadgrade: the master at {self._master_address()} refused this worker: {msg.data['reason']}")
+        logger.error(f"the master at {self._master_address()} refused this worker: {msg.data['reason']}")
         gevent.spawn(self.runner.quit)
 
     def _master_address(self) -> str:
@@ -291,7 +291,7 @@ class WorkerReplay:
                 greenlet.kill(block=False)
         self._shipper = self._scheduler = None
         if self._arrivals is not None and self._arrivals.qsize():
-            logger.info(f"loadgrade: {self._arrivals.qsize()} arrivals were still waiting for a user at the end")
+            logger.info(f"{self._arrivals.qsize()} arrivals were still waiting for a user at the end")
         self._arrivals = None
         self._share_of_rate = 0.0
         self._hand_back()

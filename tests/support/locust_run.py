@@ -205,9 +205,12 @@ def assert_spine_invariants(run: LocustRun) -> pd.DataFrame:
 
 
 @contextmanager
-def web_ui(scenario: Path, run_dir: Path, *, processes: int = 0, timeout: float = 30) -> Iterator[str]:
+def web_ui(
+    scenario: Path, run_dir: Path, *, processes: int = 0, timeout: float = 30, log: Path | None = None
+) -> Iterator[str]:
     """Locust's web UI on a free port of 127.0.0.1 (``replay_manual.py``: load set by hand); yields its URL once it
-    answers and, with ``processes``, once its workers are connected; stopped by its PID (SIGTERM, then SIGKILL)."""
+    answers and, with ``processes``, once its workers are connected; stopped by its PID (SIGTERM, then SIGKILL).
+    With ``log``, the master's stdout and stderr go to that file."""
     import urllib.request
 
     port = free_port()
@@ -215,12 +218,13 @@ def web_ui(scenario: Path, run_dir: Path, *, processes: int = 0, timeout: float 
     command = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "replay_manual.py")]
     command += ["--scenario", str(scenario), "--web-host", "127.0.0.1", "--web-port", str(port)]
     command += ["--run-dir", str(run_dir), *(["--processes", str(processes)] if processes else [])]
+    output = log.open("w") if log is not None else None
     locust = subprocess.Popen(
         command,
         cwd=ROOT,
         env=_environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
@@ -243,3 +247,5 @@ def web_ui(scenario: Path, run_dir: Path, *, processes: int = 0, timeout: float 
         except subprocess.TimeoutExpired:
             os.killpg(locust.pid, signal.SIGKILL)
             locust.wait(5)
+        if output is not None:
+            output.close()

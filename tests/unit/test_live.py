@@ -184,6 +184,75 @@ def test_live_stage_figures_equal_the_analysis_levels(analysed_run: tuple[LiveQu
     assert live.problems == []
 
 
+VS_BASELINE = ["vs_baseline_diff", "vs_baseline_diff_low", "vs_baseline_diff_high", "vs_baseline_n_pairs"]
+
+
+def test_live_verdict_against_the_baseline_is_the_reports(
+    analysed_run: tuple[LiveQuality, pd.DataFrame, float],
+) -> None:
+    """Baseline, paired change with its interval, Holm p-value and DEGRADED: what levels.csv says afterwards."""
+    from loadgrade.analysis.report import DEFAULT_TOLERANCE
+    from loadgrade.live import DEFAULT_TOLERANCE as LIVE_TOLERANCE
+
+    assert LIVE_TOLERANCE == DEFAULT_TOLERANCE
+    live, levels, _ = analysed_run
+    shown = {level["level"]: level for level in live.levels()}
+    for expected in levels.to_dict("records"):
+        got = shown[int(expected["level"])]
+        assert got["is_baseline"] == bool(expected["is_baseline"])
+        assert got["degraded"] == bool(expected["degraded"])
+        assert got["vs_baseline_significantly_worse"] == bool(expected["vs_baseline_significantly_worse"])
+        for name in VS_BASELINE:
+            assert got[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12), (expected["level"], name)
+        if not got["is_baseline"]:
+            assert got["vs_baseline_p_holm"] == pytest.approx(expected["vs_baseline_p_holm"], rel=1e-9, abs=1e-300)
+    assert [level["degraded"] for level in live.levels()] == [False, True, True]
+
+
+def test_the_tab_marks_the_baseline_and_the_degraded_levels_in_points(
+    analysed_run: tuple[LiveQuality, pd.DataFrame, float],
+) -> None:
+    from loadgrade.webui import TABLE_STRUCTURE, render_panel, tab_rows
+
+    live, levels, _ = analysed_run
+    rows = tab_rows(live.snapshot())
+    assert [(row["flag"], row["mark"]) for row in rows] == [
+        ("baseline", "baseline"),
+        ("DEGRADED", "degraded"),
+        ("DEGRADED", "degraded"),
+        ("", ""),  # the rolling windows are not levels
+        ("", ""),
+    ]
+    assert rows[0]["change"] == "–"
+    level_1 = levels.set_index("level").loc[1]
+    diff, low, high = (100 * level_1[name] for name in VS_BASELINE[:3])
+    assert rows[1]["change"] == f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]"
+    assert rows[1]["change"].startswith("-14.8 [")  # points, level minus baseline
+    assert {c["key"] for c in TABLE_STRUCTURE} <= set(rows[0])
+    panel = render_panel(live)
+    assert panel.count('<tr class="degraded">') == 2
+    assert panel.count('<tr class="baseline">') == 1
+    assert "significantly worse than the baseline" in panel
+    assert "by more than 1 point" in panel
+    assert panel.count('data-mark="degraded"') == 2  # ringed in the chart against load
+
+
+def test_a_level_significantly_worse_within_the_tolerance_is_not_degraded() -> None:
+    from loadgrade.webui import tab_rows
+
+    ids = [f"s{i}" for i in range(400)]
+    live = LiveQuality(ids, [1] * 400, tolerance=0.2, t_start=T0)
+    live.start_level(T0, users=1, index=0)
+    live.start_level(T0 + 10, users=4, index=1)
+    rows = [row(i, sid, T0 + i / 100, prediction="1") for i, sid in enumerate(ids)]
+    rows += [row(400 + i, sid, T0 + 10 + i / 100, prediction="1" if i % 10 else "2") for i, sid in enumerate(ids)]
+    live.add(rows, [(1, 0, 1, "")] * 400 + [(4, 1, 4, "")] * 400)
+    level = live.levels()[1]
+    assert level["vs_baseline_diff"] == pytest.approx(-0.1)
+    assert (level["vs_baseline_significantly_worse"], level["degraded"]) == (True, False)
+    assert tab_rows(live.snapshot())[1]["flag"] == "worse (within tolerance)"
+
+
 def test_run_summary_and_snapshot_are_plain_json(analysed_run: tuple[LiveQuality, pd.DataFrame, float]) -> None:
     live, levels, t_end = analysed_run
     snapshot = live.snapshot()
@@ -314,15 +383,30 @@ class FakeWebUI:
     """What :func:`loadgrade.webui.install` uses of Locust's WebUI: a Flask app, template args and the login guard."""
 
     def __init__(self, *, login_required: bool) -> None:
-        from flask import Flask, jsonify
+        from flask import Blueprint, Flask, jsonify
 
         self.app = Flask("fake")
         self.template_args: dict[str, Any] = {"extended_tabs": [{"title": "Other", "key": "other"}]}
         self.login_required = login_required
+        self.swarms: list[dict[str, str]] = []
+        locust = Blueprint("locust", __name__)  # Locust's own routes: its endpoints are "locust.<view>"
 
         @self.app.route("/stats/requests")
         def stats() -> Any:
             return jsonify({"state": "running", "extended_stats": [{"key": "other", "data": []}]})
+
+        @locust.route("/")
+        def index() -> Any:
+            return '<!doctype html><html><body><div id="root"></div></body></html>'
+
+        @locust.route("/swarm", methods=["POST"])
+        def swarm() -> Any:
+            from flask import request
+
+            self.swarms.append(dict(request.form))
+            return jsonify({"success": True, "message": "Swarming started", "host": ""})
+
+        self.app.register_blueprint(locust)
 
     def auth_required_if_enabled(self, view: Any) -> Any:
         from functools import wraps
@@ -402,3 +486,47 @@ def test_live_intervals_take_the_sample_as_the_unit_when_samples_repeat() -> Non
     assert level["accuracy_low"] == pytest.approx(float(low))
     assert level["accuracy_high"] == pytest.approx(float(high))
     assert level["effective_accuracy_low"] == pytest.approx(float(low))
+
+
+@pytest.mark.parametrize("login_required", [False, True])
+def test_the_start_form_is_checked_after_the_login_and_refused_with_the_message(login_required: bool) -> None:
+    from loadgrade.webui import install
+
+    checked: list[str] = []
+
+    def check_start(form: Any) -> str | None:
+        checked.append(form["scenario"])
+        return None if form["scenario"] == "good.yaml" else f"invalid scenario: {form['scenario']}: not found"
+
+    web_ui = FakeWebUI(login_required=login_required)
+    install(web_ui, live=lambda: None, records=lambda: None, check_start=check_start)
+    client = web_ui.app.test_client()
+    form = {"user_count": "2", "spawn_rate": "2", "host": "http://model", "scenario": "missing.yaml"}
+    refused = client.post("/swarm", data=form)
+    if login_required:  # nobody may read the file system (or send a pre-flight) through the form without a login
+        assert (refused.status_code, checked, web_ui.swarms) == (401, [], [])
+        return
+    assert refused.get_json() == {
+        "success": False,
+        "message": "invalid scenario: missing.yaml: not found",
+        "host": "http://model",
+    }
+    assert web_ui.swarms == []  # Locust never saw it
+    started = client.post("/swarm", data={**form, "scenario": "good.yaml"}).get_json()
+    assert started["success"]
+    assert [f["scenario"] for f in web_ui.swarms] == ["good.yaml"]
+    assert checked == ["missing.yaml", "good.yaml"]
+
+
+def test_locusts_page_gets_the_tabs_marks_legend_and_link_to_the_charts() -> None:
+    from loadgrade.webui import install
+
+    web_ui = FakeWebUI(login_required=False)
+    install(web_ui, live=lambda: None, records=lambda: None)
+    page = web_ui.app.test_client().get("/").get_data(as_text=True)
+    assert page.index("<script>") > page.index('<div id="root">')
+    script = page[page.index("<script>") : page.index("</script>")]
+    assert "</" not in script[len("<script>") :]  # nothing inside ends the script early
+    assert 'href=\\"./quality\\"' in script  # the link to the charts, inside the script's JSON string
+    assert "significantly worse than the baseline" in script
+    assert 'tr[data-loadgrade="degraded"]' in page
