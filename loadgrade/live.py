@@ -398,7 +398,7 @@ class LiveQuality:
         return summary
 
     def baseline_comparison(
-        self, *, metric: str = "effective_accuracy", tolerance: float = 0.01, alpha: float = 0.05
+        self, *, metric: str = "effective_accuracy", tolerance: float = DEFAULT_TOLERANCE, alpha: float = 0.05
     ) -> dict[int, dict[str, Any]]:
         """Every level so far against the baseline, sample by sample, as ``python -m analysis report`` compares them.
 

@@ -16,7 +16,9 @@ from loadgrade.servers.models import MODEL_NAMES, test_split
 
 __all__ = ["DEFAULT_OUT", "dataset_path", "write_datasets"]
 
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "scenarios" / "data"
+_CHECKOUT_DATA = Path(__file__).resolve().parents[2] / "scenarios" / "data"
+# the repository's committed splits in a checkout; installed, scenarios/data under the current folder
+DEFAULT_OUT = _CHECKOUT_DATA if _CHECKOUT_DATA.is_dir() else Path("scenarios") / "data"
 
 
 def _format_float(value: object) -> str:
