@@ -14,6 +14,7 @@ of a run is never lost, and Locust's request count and ours agree.
 from __future__ import annotations
 
 import locust.runners
+import locust.stats
 from locust import events
 from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, LocalRunner, MasterRunner, WorkerRunner
@@ -47,6 +48,27 @@ logger = logging.getLogger("loadgrade")
 # Locust's worker quits after 60 s without a heartbeat from its master; an orphaned worker would go on loading the
 # endpoint, unrecorded, all that time. The module global is read at every check.
 locust.runners.MASTER_HEARTBEAT_TIMEOUT = MASTER_SILENCE_S
+
+# Locust 2.47 closes its --csv files at shutdown while the greenlet that rewrites them every second still runs: when
+# the exit yields past that second, the greenlet writes to a closed file and prints a traceback after the verdict.
+# Each writer greenlet is remembered and stopped on `quit`, which fires just before the files are closed.
+_csv_writers: list[gevent.Greenlet] = []
+_locust_stats_writer = locust.stats.StatsCSVFileWriter.stats_writer
+
+
+def _remembered_stats_writer(self: locust.stats.StatsCSVFileWriter) -> None:
+    _csv_writers.append(gevent.getcurrent())
+    _locust_stats_writer(self)
+
+
+locust.stats.StatsCSVFileWriter.stats_writer = _remembered_stats_writer  # type: ignore[method-assign]
+
+
+@events.quit.add_listener
+def _stop_csv_writers(**_: Any) -> None:
+    while _csv_writers:
+        _csv_writers.pop().kill(block=True)
+
 
 QUALITY_EVERY_S = 30.0  # default of --quality-every
 
