@@ -20,6 +20,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 
 from loadgrade import __version__
+from loadgrade.streaming import StreamExchange, read_events
 
 if TYPE_CHECKING:
     from loadgrade.scenario import Scenario
@@ -76,6 +77,23 @@ class EndpointClient:
             content = _decoded(content, encoding)
         return Exchange(start_time, elapsed, status, content, None)
 
+    def send_stream(self, body: bytes) -> StreamExchange:
+        """Send one body and read the reply as a stream of server-sent events, each timed as it is read.
+
+        Never raises for a transport or HTTP failure: a stream cut off mid-way keeps the events read before it.
+        """
+        start_time = time.time()
+        started = time.perf_counter()
+        try:
+            response = self._client.request(self.method, self._uri, body=body, headers=self._headers)
+        except Exception as exc:
+            return StreamExchange(start_time, (time.perf_counter() - started) * 1000, 0, [], None, exc, 0)
+        exchange = read_events(response, start_time=start_time, started=started)
+        encoding = response.get("content-encoding")
+        if encoding and exchange.content:
+            exchange = exchange._replace(content=_decoded(exchange.content, encoding))
+        return exchange
+
     def close(self) -> None:
         self._client.close()
 
@@ -119,7 +137,7 @@ def endpoint_client(scenario: Scenario, *, host: str | None = None) -> EndpointC
         method=scenario.endpoint.method,
         headers={
             "Content-Type": scenario.protocol.content_type,
-            "Accept": "application/json",
+            "Accept": "text/event-stream" if scenario.protocol.streams else "application/json",
             "User-Agent": USER_AGENT,
             **scenario.endpoint.headers,
         },

@@ -21,7 +21,7 @@ import orjson
 from loadgrade.client import Exchange, endpoint_client
 from loadgrade.errors import ScenarioError
 from loadgrade.protocols import ProtocolBase
-from loadgrade.responses import Outcome, interpret_batch, interpret_response
+from loadgrade.responses import Outcome, interpret_batch, interpret_response, interpret_stream
 from loadgrade.scenario import Scenario
 
 __all__ = ["PreflightResult", "preflight"]
@@ -84,9 +84,22 @@ def preflight(scenario: Scenario, *, host: str | None = None, samples: int = 3) 
                 return _failed(
                     "build", sent, 0, client.url, f"cannot build the request for {_which(ids)}: {_text(exc)}"
                 )
-            exchange = client.send(body)
+            if protocol.streams:
+                streamed = client.send_stream(body)
+                outcomes = [interpret_stream(protocol, streamed)]
+                reply = outcomes[0].llm.reply if outcomes[0].llm is not None else ""
+                # the explanations below quote the reply: a stream's text stands in for its body
+                exchange = Exchange(
+                    streamed.start_time,
+                    streamed.response_time_ms,
+                    streamed.status_code,
+                    streamed.content if streamed.content is not None else reply.encode(),
+                    streamed.exception,
+                )
+            else:
+                exchange = client.send(body)
+                outcomes = _interpret(protocol, exchange, len(indices))
             sent += len(indices)
-            outcomes = _interpret(protocol, exchange, len(indices))
             failed = next((o for o in outcomes if not o.ok), None)
             if failed is not None:
                 return _failed(
@@ -165,6 +178,11 @@ def _explain(scenario: Scenario, base: str, where: str, which: str, outcome: Out
             "check that the server is up and not overloaded, or raise endpoint.timeout_s"
         )
     reply = f"(reply: {_snippet(exchange.content)})"
+    if kind == "cut_short":
+        return (
+            f"{where} cut its reply to {which} short with no load at all ({outcome.error}) {reply}: check "
+            "protocol.max_tokens, the prompt, and that the server streams to its end"
+        )
     if kind == "http":
         return f"{where} answered HTTP {status} for {which} {reply}: {_http_hint(status)}"
     if kind == "decode":

@@ -11,9 +11,12 @@ import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from loadgrade.responses import LLMFigures
 
 RECORD_COLUMNS: tuple[str, ...] = (
     "request_id",  # unique in the run: "<worker_index>-<sequence>"
@@ -32,6 +35,13 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "t_scheduled",  # open model (load kind "rate"): when the arrival was due; t_sent - t_scheduled is the lag
     "prompt_tokens",  # LLM servers: token counts from the reply's usage, when it reports them
     "completion_tokens",
+    "ttft_ms",  # streamed LLM replies: from the send to the first chunk carrying output text (client clock)
+    "itl_mean_ms",  # streamed: mean gap between successive chunks carrying text (inter-token latency)
+    "itl_max_ms",  # streamed: the longest such gap
+    "tpot_ms",  # streamed: (latency_ms - ttft_ms) / (output_tokens - 1), time per output token after the first
+    "output_tokens",  # LLM replies: completion_tokens from usage, else the number of text chunks streamed
+    "finish_reason",  # LLM replies: why the server stopped ("stop", "length", ...), empty when it said nothing
+    "reply",  # LLM replies: the reply text before answer_regex, shortened to the protocol's reply_chars
     "users_active",  # users running across all workers when the request was sent (stamped by the master)
     "stage",  # 0-based load stage when the load has stages, else empty (stamped by the master)
     "target_users",  # the stage's target user count (stamped by the master)
@@ -60,6 +70,7 @@ def worker_row(
     pass_number: int,
     t_scheduled: float | None = None,
     usage: tuple[int, int] | None = None,
+    llm: LLMFigures | None = None,
 ) -> list[Any]:
     """One request as shipped from a worker: plain values in :data:`WORKER_COLUMNS` order.
 
@@ -68,7 +79,7 @@ def worker_row(
     >>> worker_row(request_id="0-1", sample_id="a", worker_index=0, user_id=3, t_sent=1.5000004, latency_ms=2.25,
     ...            status_code=200, ok=True, error_kind="", error="", prediction="7", response_bytes=10,
     ...            pass_number=1)
-    ['0-1', 'a', 0, 3, 1.5, 2.25, 200, True, '', '', '7', 10, 1, '', '', '']
+    ['0-1', 'a', 0, 3, 1.5, 2.25, 200, True, '', '', '7', 10, 1, '', '', '', '', '', '', '', '', '', '']
     """
     return [
         request_id,
@@ -86,7 +97,24 @@ def worker_row(
         pass_number,
         "" if t_scheduled is None else _micro(t_scheduled),
         *(("", "") if usage is None else (_count(usage[0]), _count(usage[1]))),
+        *(_NO_LLM if llm is None else _llm_cells(llm)),
     ]
+
+
+_NO_LLM = ("",) * 7
+
+
+def _llm_cells(llm: LLMFigures) -> tuple[Any, ...]:
+    ttft, itl_mean, itl_max, tpot, tokens, reason, reply = llm
+    return (
+        "" if ttft is None else _milli(ttft),
+        "" if itl_mean is None else _milli(itl_mean),
+        "" if itl_max is None else _milli(itl_max),
+        "" if tpot is None else _milli(tpot),
+        "" if tokens is None else tokens,
+        reason,
+        reply,
+    )
 
 
 def _micro(seconds: float) -> float:

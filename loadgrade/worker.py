@@ -25,7 +25,7 @@ import gevent.event
 import gevent.queue
 
 from loadgrade import __version__
-from loadgrade.client import EndpointClient, endpoint_client
+from loadgrade.client import EndpointClient, Exchange, endpoint_client
 from loadgrade.dataset import Dataset
 from loadgrade.messages import (
     MSG_CHUNK,
@@ -44,8 +44,9 @@ from loadgrade.messages import (
 )
 from loadgrade.protocols import ProtocolBase
 from loadgrade.recording import worker_row
-from loadgrade.responses import interpret_batch, interpret_response
+from loadgrade.responses import interpret_batch, interpret_response, interpret_stream
 from loadgrade.shapes import ArrivalProcess, RateLoad, SearchLoad
+from loadgrade.streaming import StreamExchange
 
 if TYPE_CHECKING:
     from loadgrade.locust_plugin import Controller
@@ -342,21 +343,27 @@ class WorkerReplay:
         endpoint: EndpointClient = user.endpoint
         self._in_flight += 1
         try:
-            exchange = endpoint.send(body)
+            exchange: Exchange | StreamExchange = (
+                endpoint.send_stream(body) if protocol.streams else endpoint.send(body)
+            )
         finally:
             self._in_flight -= 1
         status, content = exchange.status_code, exchange.content
-        outcomes = (
-            [interpret_response(protocol, status_code=status, content=content, exception=exchange.exception)]
-            if batch == 1
-            else interpret_batch(
-                protocol, n=len(items), status_code=status, content=content, exception=exchange.exception
+        if isinstance(exchange, StreamExchange):
+            outcomes = [interpret_stream(protocol, exchange)]
+            response_bytes = exchange.response_bytes
+        else:
+            outcomes = (
+                [interpret_response(protocol, status_code=status, content=content, exception=exchange.exception)]
+                if batch == 1
+                else interpret_batch(
+                    protocol, n=len(items), status_code=status, content=content, exception=exchange.exception
+                )
             )
-        )
+            response_bytes = len(content) if content else 0
         self._sequence += 1
         self._requests += 1
         request_id = f"{self._worker}-{self._sequence}"
-        response_bytes = len(content) if content else 0
         for position, ((index, pass_number), outcome) in enumerate(zip(items, outcomes, strict=True)):
             self._rows.append(
                 worker_row(
@@ -375,6 +382,7 @@ class WorkerReplay:
                     pass_number=pass_number,
                     t_scheduled=t_scheduled,
                     usage=outcome.usage,
+                    llm=outcome.llm,
                 )
             )
         failed = outcomes[0] if batch == 1 else next((o for o in outcomes if not o.ok), outcomes[0])

@@ -142,6 +142,32 @@ class ProtocolBase(BaseModel):
         """``(prompt_tokens, completion_tokens)`` when the reply reports them (LLM servers); None otherwise."""
         return None
 
+    @property
+    def streams(self) -> bool:
+        """True when replies come as server-sent events (the presets with a ``stream`` or ``sse`` option)."""
+        return False
+
+    @property
+    def reply_limit(self) -> int | None:
+        """How many characters of an LLM reply's text to record (``reply_chars``); None for presets without text."""
+        return None
+
+    def reply_text(self, payload: Any) -> tuple[str, str] | None:
+        """An LLM reply's text and ``finish_reason`` ("" when not given), for presets whose replies are text."""
+        return None
+
+    def stream_piece(self, event: Any) -> tuple[str, str, tuple[int, int] | None]:
+        """One streamed event's text, ``finish_reason`` ("" when none) and usage counts (when it carries them)."""
+        raise NotImplementedError(f"protocol {getattr(self, 'kind', '?')} does not stream")
+
+    def stream_prediction(self, text: str, last_event: Any) -> Any:
+        """The prediction of a whole stream: from its text, or (``generic``) from its last event."""
+        raise NotImplementedError(f"protocol {getattr(self, 'kind', '?')} does not stream")
+
+    def ended(self, done: bool, finish_reason: str) -> bool:
+        """Whether a stream that closed cleanly had its end (``[DONE]`` or a ``finish_reason``, for OpenAI)."""
+        return True
+
     def check_fields(self, fields: Sequence[str]) -> None:
         """Raise ValueError if the preset refers to dataset fields that do not exist (checked at load time)."""
 

@@ -20,7 +20,7 @@ from loadgrade.protocols.generic import BUILTIN_FIELDS, placeholders
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 # fields the preset writes itself; ``extra`` may not override them
-_OWN_FIELDS = frozenset({"model", "messages", "prompt", "temperature", "max_tokens", "stream"})
+_OWN_FIELDS = frozenset({"model", "messages", "prompt", "temperature", "max_tokens", "stream", "stream_options"})
 
 Normalizer = Literal["strip", "lower"]
 
@@ -69,6 +69,9 @@ class OpenAIBase(ProtocolBase):
     extra: dict[str, Any] = Field(default_factory=dict, description="More request fields (seed, top_p, stop, ...)")
     answer_regex: str | None = Field(None, description="Regex reducing the text to the answer: first group, or match")
     normalize: list[Normalizer] = Field(default_factory=_default_normalize, description="strip and/or lower, in order")
+    stream: bool = Field(False, description="Stream the reply (server-sent events): records TTFT, ITL and TPOT")
+    include_usage: bool = Field(True, description="With stream: ask for token counts (stream_options.include_usage)")
+    reply_chars: int = Field(200, ge=0, description="Characters of the reply's text kept in the 'reply' column")
     _regex: re.Pattern[str] | None = PrivateAttr(default=None)
 
     @field_validator("answer_regex")
@@ -87,8 +90,8 @@ class OpenAIBase(ProtocolBase):
         clash = sorted(_OWN_FIELDS & set(value))
         if clash:
             raise ValueError(
-                f"'extra' may not set {', '.join(clash)}: the preset writes them itself (use its own options; "
-                "streaming is not supported)"
+                f"'extra' may not set {', '.join(clash)}: the preset writes them itself (use its own options: "
+                "model, prompt, temperature, max_tokens, stream, include_usage)"
             )
         return value
 
@@ -116,8 +119,64 @@ class OpenAIBase(ProtocolBase):
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
+        if self.stream:
+            body["stream"] = True
+            if self.include_usage:
+                body["stream_options"] = {"include_usage": True}
         body.update(self.extra)
         return body
+
+    @property
+    def streams(self) -> bool:
+        return self.stream
+
+    @property
+    def reply_limit(self) -> int | None:
+        return self.reply_chars
+
+    def text_of(self, choice: dict[str, Any]) -> str:
+        """The text of a whole (non-streamed) reply's first choice; raises ExtractionError when it is not text."""
+        raise NotImplementedError
+
+    def piece_of(self, choice: dict[str, Any]) -> Any:
+        """The text piece of a streamed event's first choice (None or absent when it has none)."""
+        raise NotImplementedError
+
+    def extract(self, payload: Any) -> Any:
+        return self.answer(self.text_of(self.first_choice(payload)))
+
+    def reply_text(self, payload: Any) -> tuple[str, str]:
+        choice = self.first_choice(payload)
+        reason = choice.get("finish_reason")
+        return self.text_of(choice), reason if isinstance(reason, str) else ""
+
+    def stream_piece(self, event: Any) -> tuple[str, str, tuple[int, int] | None]:
+        """
+        >>> from loadgrade.protocols import OpenAIChatProtocol
+        >>> chat = OpenAIChatProtocol(model="m", prompt="p", stream=True)
+        >>> chat.stream_piece({"choices": [{"delta": {"content": "7"}, "finish_reason": None}]})
+        ('7', '', None)
+        >>> chat.stream_piece({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4}})
+        ('', '', (9, 4))
+        """
+        if not isinstance(event, dict):
+            raise ExtractionError(f"expected each streamed event to be an object, got {describe(event)}")
+        choices = event.get("choices")
+        if choices is None and "error" in event:
+            raise ExtractionError(f"the stream carried an error{server_error(event)}")
+        text, reason = "", ""
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            piece = self.piece_of(choices[0])
+            text = piece if isinstance(piece, str) else ""
+            found = choices[0].get("finish_reason")
+            reason = found if isinstance(found, str) else ""
+        return text, reason, self.usage(event)
+
+    def stream_prediction(self, text: str, last_event: Any) -> Any:
+        return self.answer(text)
+
+    def ended(self, done: bool, finish_reason: str) -> bool:
+        return done or bool(finish_reason)
 
     def first_choice(self, payload: Any) -> dict[str, Any]:
         choices = payload.get("choices") if isinstance(payload, dict) else None

@@ -67,17 +67,45 @@ class GenericProtocol(ProtocolBase):
     kind: Literal["generic"] = "generic"
     body: Any = Field(default_factory=lambda: {"inputs": "{{input}}"})
     prediction: str
+    sse: bool = Field(False, description="The reply is a stream of server-sent JSON events; prediction: the last one")
+    token_path: str | None = Field(None, description="With sse: JMESPath of each event's text piece (token timing)")
+    reply_chars: int = Field(200, ge=0, description="With sse: characters of the streamed text kept in 'reply'")
     default_path: ClassVar[str] = "/"
     _expression: Any = PrivateAttr(default=None)
+    _token: Any = PrivateAttr(default=None)
 
-    @field_validator("prediction")
+    @field_validator("prediction", "token_path")
     @classmethod
-    def _compiles(cls, value: str) -> str:
-        compile_jmespath(value)
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_jmespath(value)
         return value
 
     def model_post_init(self, context: Any, /) -> None:
         self._expression = compile_jmespath(self.prediction)
+        self._token = compile_jmespath(self.token_path) if self.token_path is not None else None
+
+    @property
+    def streams(self) -> bool:
+        return self.sse
+
+    @property
+    def reply_limit(self) -> int | None:
+        return self.reply_chars if self.sse else None
+
+    def stream_piece(self, event: Any) -> tuple[str, str, tuple[int, int] | None]:
+        """
+        >>> GenericProtocol(prediction="generated_text", sse=True, token_path="token.text").stream_piece(
+        ...     {"token": {"text": " 7"}, "generated_text": None})
+        (' 7', '', None)
+        """
+        piece = self._token.search(event) if self._token is not None else None
+        return (piece if isinstance(piece, str) else ""), "", None
+
+    def stream_prediction(self, text: str, last_event: Any) -> Any:
+        if last_event is None:
+            raise ExtractionError("the stream held no JSON event")
+        return self.extract(last_event)
 
     def check_fields(self, fields: Sequence[str]) -> None:
         unknown = sorted(placeholders(self.body) - set(fields) - set(BUILTIN_FIELDS))

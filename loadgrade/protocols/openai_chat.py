@@ -39,13 +39,13 @@ class OpenAIChatProtocol(OpenAIBase):
         messages.append({"role": "user", "content": fill(self.prompt, sample)})
         return dumps({**self.options(), "messages": messages}).encode()
 
-    def extract(self, payload: Any) -> Any:
+    def text_of(self, choice: dict[str, Any]) -> str:
         """
         >>> OpenAIChatProtocol(model="m", prompt="p", answer_regex=r"(\\d)").extract(
         ...     {"choices": [{"message": {"role": "assistant", "content": "The digit is 7."}}]})
         '7'
         """
-        message = self.first_choice(payload).get("message")
+        message = choice.get("message")
         if not isinstance(message, dict):
             raise ExtractionError(f"expected choices[0] to hold a 'message' object, got {describe(message)}")
         content = message.get("content")
@@ -53,4 +53,8 @@ class OpenAIChatProtocol(OpenAIBase):
             refusal = message.get("refusal")
             why = f" (refusal: {str(refusal)[:120]})" if refusal else ""
             raise ExtractionError(f"expected choices[0].message.content to be text, got {describe(content)}{why}")
-        return self.answer(content)
+        return content
+
+    def piece_of(self, choice: dict[str, Any]) -> Any:
+        delta = choice.get("delta")
+        return delta.get("content") if isinstance(delta, dict) else None

@@ -38,12 +38,15 @@ class OpenAICompletionsProtocol(OpenAIBase):
             prompt = f"{fill(self.system, sample)}\n\n{prompt}"
         return dumps({**self.options(), "prompt": prompt}).encode()
 
-    def extract(self, payload: Any) -> Any:
+    def text_of(self, choice: dict[str, Any]) -> str:
         """
         >>> OpenAICompletionsProtocol(model="m", prompt="p").extract({"choices": [{"text": " 4\\n"}]})
         '4'
         """
-        text = self.first_choice(payload).get("text")
+        text = choice.get("text")
         if not isinstance(text, str):
             raise ExtractionError(f"expected choices[0].text to be text, got {describe(text)}")
-        return self.answer(text)
+        return text
+
+    def piece_of(self, choice: dict[str, Any]) -> Any:
+        return choice.get("text")
