@@ -222,6 +222,7 @@ def _validate(paths: Sequence[str]) -> int:
             f"{scenario.request_path}, {len(scenario.data())} samples, {len(plan)} stage(s), "
             + (f"{duration:g} s" if duration is not None else "until stopped")
             + (f", {scenario.dataset.passes} pass(es)" if scenario.dataset.passes else "")
+            + (f", graded {scenario.grading.mode}" if scenario.grading is not None else "")
         )
     return status
 

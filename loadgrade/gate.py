@@ -30,7 +30,7 @@ EXIT_UNJUDGED = 2  # the run could not be judged (no records, unreadable files, 
 
 # Measured at the best level (see analysis.rules): "goodput>=100" passes when some level reached it, so a failing
 # one has no level where it "breaks" -- none ever reached it.
-_CAPACITY = {"goodput", "throughput"}
+_CAPACITY = {"goodput", "throughput", "output_tokens_per_s", "token_goodput_tps"}  # = analysis.rules.CAPACITY_METRICS
 
 
 @dataclass(frozen=True)

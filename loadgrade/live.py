@@ -4,7 +4,8 @@ The master (or a standalone process) feeds every batch of rows to one :class:`Li
 figures per load level (a stage of the load shape, or a change of the user count when there is no shape) and over
 the last 10 and 30 seconds: requests, accuracy among successes and effective accuracy (errors count as wrong) with
 Wilson intervals, errors by kind, p95 latency and quality goodput. Responses are scored with the analysis package's
-own :func:`analysis.label_key` / :func:`analysis.prediction_key`, so the live figures of a stage are the figures
+own :func:`analysis.label_key` / :func:`analysis.prediction_key` (or, with a scenario ``grading:`` section, its own
+:mod:`analysis.grading`), so the live figures of a stage are the figures
 ``python -m analysis report`` later writes to ``levels.csv`` for it. Each level is also compared with the baseline
 (the lowest offered load) sample by sample, with the analysis's own test, Holm adjustment and tolerance, so a level
 marked degraded live is the level the report marks DEGRADED on the same records.
@@ -22,7 +23,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,15 @@ import numpy as np
 import pandas as pd
 
 from loadgrade.analysis import NO_ANSWER, AnalysisInputError, infer_task, label_key, prediction_key, wilson_interval
+from loadgrade.analysis.grading import (
+    GradingSpec,
+    answer_key,
+    answer_text,
+    graded_task,
+    grading_spec,
+    judge,
+    parse_label,
+)
 from loadgrade.analysis.stats import holm_adjust, paired_difference, sample_wilson_interval
 from loadgrade.recording import WORKER_COLUMNS
 from loadgrade.responses import ERROR_KINDS
@@ -123,6 +133,9 @@ class LiveQuality:
         The dataset's sample ids and labels, in the same order (``Scenario.data()``).
     task : {"classification", "regression", "text"} or None
         How to compare; ``None`` infers it from the labels as the analysis does.
+    grading : GradingSpec, mapping or None
+        The scenario's ``grading:`` section: when given it decides right and wrong, with the analysis's own
+        :mod:`loadgrade.analysis.grading` (each distinct answer text reduced once), as ``report`` will.
     slo_latency_ms : float or None
         Latency objective for quality goodput; ``None`` counts every correct answer.
     confidence : float, default 0.95
@@ -151,12 +164,17 @@ class LiveQuality:
         labels: Sequence[Any],
         *,
         task: str | None = None,
+        grading: GradingSpec | Mapping[str, Any] | None = None,
         slo_latency_ms: float | None = None,
         confidence: float = 0.95,
         tolerance: float = DEFAULT_TOLERANCE,
         t_start: float | None = None,
     ) -> None:
-        self.task: str = task or infer_task(pd.Series(list(labels)))
+        self.grading = None if grading is None else grading_spec(grading)
+        if self.grading is None:
+            self.task: str = task or infer_task(pd.Series(list(labels)))
+        else:
+            self.task = graded_task(self.grading, task=task, labels=pd.Series(list(labels)))
         self.slo_latency_ms = slo_latency_ms
         self.confidence = confidence
         self.tolerance = tolerance
@@ -168,7 +186,9 @@ class LiveQuality:
         self._label_of: dict[str, Any] = {}
         for sample_id, label in zip(ids, labels, strict=True):
             try:
-                self._label_of[str(sample_id)] = label_key(label, task=self.task)
+                self._label_of[str(sample_id)] = (
+                    label_key(label, task=self.task) if self.grading is None else parse_label(label, self.grading)
+                )
             except AnalysisInputError as exc:
                 self._label_of[str(sample_id)] = _UNSCORABLE
                 self._problem(f"label of sample {sample_id!r}: {exc}")
@@ -220,7 +240,7 @@ class LiveQuality:
         :meth:`loadgrade.recording.LoadTimeline.stamp_many` gives them: a row is counted in its stamped stage,
         exactly as the analysis levels it, else in the level running when it was sent.
         """
-        label_of, scores, slo = self._label_of, self._scores, self.slo_latency_ms
+        label_of, scores, slo, grading = self._label_of, self._scores, self.slo_latency_ms, self.grading
         seconds = self._seconds
         for row, stamp in zip(rows, stamps, strict=True):
             t_sent = float(row[_T_SENT])
@@ -247,7 +267,7 @@ class LiveQuality:
                             not no_answer
                             and prediction is not _UNSCORABLE
                             and label is not _UNSCORABLE
-                            and prediction == label
+                            and (prediction == label if grading is None else judge(prediction, label, grading))
                         )
                         good = correct and within
                     else:
@@ -299,7 +319,11 @@ class LiveQuality:
             if len(self._prediction_keys) >= _PREDICTION_CACHE_MAX:
                 self._prediction_keys.clear()
             try:
-                key = prediction_key(text, task=self.task)
+                if self.grading is None:
+                    key = prediction_key(text, task=self.task)
+                else:  # the answer's graded key; None (no number, no letter, nothing left) is no answer
+                    graded = answer_key(answer_text(text), self.grading)
+                    key = NO_ANSWER if graded is None else graded
             except AnalysisInputError as exc:
                 key = _UNSCORABLE
                 self._problem(f"prediction {text[:80]!r}: {exc}")

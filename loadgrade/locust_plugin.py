@@ -347,6 +347,7 @@ class QualityMonitor:
                 dataset.ids,
                 dataset.labels,
                 task=scenario.dataset.task,
+                grading=scenario.grading.model_dump() if scenario.grading is not None else None,
                 slo_latency_ms=scenario.slo.latency_ms if scenario.slo is not None else None,
                 tolerance=self._tolerance,
                 t_start=session.t_start,

@@ -146,9 +146,48 @@ RuleText = Annotated[str, AfterValidator(_parsed_rule)]
 class Slo(_Strict):
     """Service-level objectives: the latency SLO used for goodput, the accuracy tolerance, and check rules."""
 
-    latency_ms: PositiveNumber | None = None
+    latency_ms: PositiveNumber | None = Field(None, description="End-to-end latency limit for goodput")
+    ttft_ms: PositiveNumber | None = Field(None, description="Time-to-first-token limit for goodput (streamed)")
+    tpot_ms: PositiveNumber | None = Field(None, description="Time-per-output-token limit for goodput (streamed)")
     tolerance: Number = Field(0.01, ge=0, le=1)
     rules: list[RuleText] = Field(default_factory=list)
+
+
+GradingStep = Literal["nfkc", "strip", "lower", "casefold", "punctuation", "whitespace", "articles"]
+
+
+class Grading(_Strict):
+    """How a text answer is judged right (LLM answers); each mode's rule is in ``loadgrade.analysis.grading``."""
+
+    mode: Literal["exact", "aliases", "numeric", "choice", "regex"] = "exact"
+    normalize: list[GradingStep] | None = Field(
+        None, description="Steps applied to the answer (and to exact/aliases labels), in order; default: the mode's"
+    )
+    separator: str = Field("|", min_length=1, description="aliases: what separates the accepted answers in a label")
+    which: Literal["first", "last"] = Field("last", description="numeric: the answer's first or last number")
+    tolerance: Number = Field(0.0, ge=0, description="numeric: largest absolute difference still right")
+    relative_tolerance: Number | None = Field(
+        None, ge=0, description="numeric: largest difference still right, as a share of the label (0.01 = 1 %)"
+    )
+    choices: str = Field("ABCD", description="choice: the letters a question offers")
+
+    @field_validator("normalize")
+    @classmethod
+    def _each_step_once(cls, value: list[str] | None) -> list[str] | None:
+        repeated = sorted({step for step in value or [] if (value or []).count(step) > 1})
+        if repeated:
+            raise ValueError(f"step {repeated[0]!r} is given twice; each step is applied once, in the order given")
+        return value
+
+    @field_validator("choices")
+    @classmethod
+    def _distinct_letters(cls, value: str) -> str:
+        from loadgrade.analysis.grading import choices_problem  # the analysis package loads only when needed
+
+        problem = choices_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class Output(_Strict):
@@ -173,6 +212,7 @@ class Scenario(_Strict):
     dataset: DatasetSpec
     load: Load
     slo: Slo | None = None
+    grading: Grading | None = None
     resources: ResourcesSpec | None = None
     output: Output = Output()
 
@@ -605,6 +645,58 @@ def _unjudgeable_rules(scenario: Scenario) -> Iterator[tuple[tuple[Any, ...], st
                 )
 
 
+def _grading_problems(scenario: Scenario) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Grading keys that mean nothing in the chosen mode (a tolerance for exact matching would be ignored unseen),
+    and a grading section on a regression, which has no right or wrong answer to grade."""
+    grading = scenario.grading
+    if grading is None:
+        return
+    from loadgrade.analysis.grading import MODE_OPTIONS
+
+    for key in sorted(grading.model_fields_set - {"mode"} - MODE_OPTIONS[grading.mode]):
+        modes = [mode for mode, options in MODE_OPTIONS.items() if key in options]
+        yield (
+            ("grading", key),
+            f"{key!r} applies to mode {' or '.join(repr(m) for m in modes)} only, and this section's mode is "
+            f"{grading.mode!r}: remove it or change the mode",
+        )
+    if scenario.dataset.task == "regression":
+        yield (
+            ("dataset", "task"),
+            f"task 'regression' has no right or wrong answer, but the 'grading' section (mode {grading.mode!r}) "
+            "decides them: drop the task (numeric grading with a tolerance replaces a regression) or the grading",
+        )
+
+
+def _grading_label_problem(grading: Grading, dataset: Dataset) -> str | None:
+    """The first label the grading cannot use (no number, no letter, a pattern that does not compile), naming its
+    sample and how many more share the problem; None when every label is usable. Each distinct label is parsed
+    once."""
+    from loadgrade.analysis.errors import AnalysisInputError
+    from loadgrade.analysis.grading import grading_spec, parse_label
+
+    spec = grading_spec(grading.model_dump())
+    first: str | None = None
+    bad = 0
+    verdicts: dict[tuple[str, Any], str | None] = {}
+    for sample_id, label in zip(dataset.ids, dataset.labels, strict=True):
+        identity = (type(label).__name__, label if isinstance(label, str | int | float | bool) else repr(label))
+        if identity not in verdicts:
+            try:
+                parse_label(label, spec)
+                verdicts[identity] = None
+            except AnalysisInputError as exc:
+                verdicts[identity] = str(exc)
+        problem = verdicts[identity]
+        if problem is not None:
+            bad += 1
+            first = first or f"label of sample {sample_id!r}: {problem}"
+    if first is None:
+        return None
+    more = f" (and {bad - 1} more label{'s' if bad > 2 else ''})" if bad > 1 else ""
+    return f"{first}{more}"
+
+
 def _default_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem) or "scenario"
 
@@ -622,7 +714,7 @@ def _validated(path: Path, root: yaml.Node | None, raw: dict[str, Any], *, check
         (loc, _wrong_type(expected, value, _written(root, loc)))
         for loc, value, expected in _loose_numbers(scenario, raw, ())
     ]
-    unjudgeable = list(_unjudgeable_rules(scenario))
+    unjudgeable = list(_unjudgeable_rules(scenario)) + list(_grading_problems(scenario))
     if loose or unjudgeable:
         raise _problems(path, root, loose + unjudgeable)
 
@@ -664,6 +756,10 @@ def _validated(path: Path, root: yaml.Node | None, raw: dict[str, Any], *, check
             f"cannot build the request for sample {first.sample_id!r}: {message}",
             line=_line(root, ("protocol",)),
         ) from None
+    if scenario.grading is not None:  # a label the grading cannot read would be a wrong answer at every load
+        problem = _grading_label_problem(scenario.grading, dataset)
+        if problem is not None:
+            raise ScenarioError(path, "grading", problem, line=_line(root, ("grading",)))
     return scenario
 
 

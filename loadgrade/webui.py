@@ -213,9 +213,9 @@ def level_csv(levels: list[dict[str, Any]]) -> str:
     Examples
     --------
     >>> print(level_csv([]).strip())  # doctest: +ELLIPSIS
-    level,users,rate,t_start,...,goodput_rps,is_baseline,...,degraded,error_rate_http,...,error_rate_extract
+    level,users,rate,t_start,...,goodput_rps,is_baseline,...,degraded,error_rate_http,...,error_rate_cut_short
     """
-    kinds = ["http", "timeout", "connection", "decode", "extract"]
+    kinds = ["http", "timeout", "connection", "decode", "extract", "cut_short"]
     kinds += sorted(
         {key[len("error_rate_") :] for level in levels for key in level if key.startswith("error_rate_")} - set(kinds)
     )

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         plot_over_time,
         plot_resources,
         plot_throughput,
+        plot_tokens,
         write_charts,
     )
     from loadgrade.analysis.report import (
@@ -136,6 +137,7 @@ _MODULE_OF = {
     "plot_over_time": "loadgrade.analysis.plots",
     "plot_resources": "loadgrade.analysis.plots",
     "plot_throughput": "loadgrade.analysis.plots",
+    "plot_tokens": "loadgrade.analysis.plots",
     "prediction_key": "loadgrade.analysis.join",
     "quality_warnings": "loadgrade.analysis.report",
     "read_records": "loadgrade.analysis.io",
@@ -224,6 +226,7 @@ __all__ = [
     "plot_over_time",
     "plot_resources",
     "plot_throughput",
+    "plot_tokens",
     "prediction_key",
     "quality_warnings",
     "read_records",

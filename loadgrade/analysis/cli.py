@@ -58,12 +58,14 @@ Rules come from --rule (repeatable) or else the scenario's slo.rules. A rule is
 METRIC OP VALUE, optionally restricted to some levels with @users OP VALUE or
 @level OP VALUE; OP is one of <=, >=, <, >, ==; a VALUE may end in % (95% = 0.95).
 A rule must hold at every selected level (it is measured at the worst one),
-except goodput and throughput, which are measured at the best level.
+except goodput, throughput, output_tokens_per_s and token_goodput_tps, which
+are measured at the best level.
 
 Quality counts every request: a request that failed, timed out or was shed
-(HTTP 429/503) is a lost answer and counts as wrong, so a server cannot pass
-by refusing the load. Only the metrics named answered_* (and the scikit-learn
-ones: balanced_accuracy, f1_macro, ...) look at answered requests alone.
+(HTTP 429/503), or an LLM reply cut short, is a lost answer and counts as
+wrong, so a server cannot pass by refusing the load. Only the metrics named
+answered_* (and the scikit-learn ones: balanced_accuracy, f1_macro, ...) look
+at answered requests alone.
 
   accuracy                accuracy over every labelled request, lost answers wrong
                           (the effective_accuracy column; effective_accuracy is the same)
@@ -73,11 +75,13 @@ ones: balanced_accuracy, f1_macro, ...) look at answered requests alone.
   answered_accuracy_drop  the same among answered requests only
   lost_rate               share of requests without a right answer (wrong or failed)
   wrong_rate              share answered, but wrong
-  failed_rate             share that failed, any kind (= error_rate)
+  failed_rate             share that failed, any kind, cut-short replies included (= error_rate)
   shed_rate               share the server shed: HTTP 429 and 503
   client_error_rate       other HTTP 3xx/4xx (e.g. 400, 404): the scenario asks wrongly
   server_error_rate       other HTTP errors (500, 502, 504, ...)
-  error_rate_<kind>       per kind: http, timeout, connection, decode, extract
+  cut_short_rate          LLM replies cut short: empty, stopped at max_tokens before the answer,
+                          or a stream without its end (= error_rate_cut_short)
+  error_rate_<kind>       per kind: http, timeout, connection, decode, extract, cut_short
   coverage                share of the dataset's samples a level sent
 
 Latency (p95_ms, ...) is over successful responses: a level where nothing succeeded has
@@ -92,13 +96,23 @@ p99_sched_ms (and p50/p90/max): latency measured from the scheduled time, so the
 for a free user counts (corrected for coordinated omission), as well as lag_p99_ms
 (send minus scheduled time) and late_share (sent over 10 ms late). @rate OP VALUE
 selects levels by their target arrival rate.
+
+LLM runs (streamed replies) also have, over successful replies, in ms: p50_ttft_ms ...
+p99_ttft_ms and max_ttft_ms (time to first token), p50_tpot_ms ... max_tpot_ms (time per
+output token after the first), p50_itl_ms ... p99_itl_ms (each reply's mean inter-token
+gap), p99_itl_max_ms and max_itl_ms (the longest gap). output_tokens_per_s (output
+tokens of successful replies per second) and token_goodput_tps (output tokens of the
+answers goodput counts, per second) are capacities.
+goodput counts correct answers within every limit of the scenario's slo: latency_ms,
+ttft_ms and tpot_ms.
 """
 
 CHECK_EPILOG = (
     "examples:\n"
     "  accuracy_drop<=0.01  accuracy>=0.9@users>=50  p95_ms<=200  goodput>=100  error_rate<=0.01\n"
     "  answered_accuracy_drop<=0.01  shed_rate<=1%  client_error_rate==0\n"
-    "  p99_sched_ms<=500  p95_sched_ms<=300@rate<=100  late_share<=1%\n\n"
+    "  p99_sched_ms<=500  p95_sched_ms<=300@rate<=100  late_share<=1%\n"
+    "  p95_ttft_ms<=500  p95_tpot_ms<=50  output_tokens_per_s>=1000  cut_short_rate<=1%\n\n"
     "metrics:\n  {rule metrics}\n\n"
     "exit status: 0 all rules pass, 1 a rule fails, 2 unusable input or rule."
 )

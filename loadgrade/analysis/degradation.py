@@ -31,7 +31,7 @@ import pandas as pd
 from loadgrade.analysis.errors import AnalysisInputError
 from loadgrade.analysis.stats import holm_adjust, paired_difference
 
-__all__ = ["METRICS", "Knee", "degradation_table", "find_knee", "load_order", "load_unit"]
+__all__ = ["METRICS", "Knee", "answer_drift", "degradation_table", "find_knee", "load_order", "load_unit"]
 
 METRICS: tuple[str, ...] = ("accuracy", "effective_accuracy")
 _NEEDED = ("level", "sample_id", "t_sent", "ok", "has_truth", "correct", "y_pred")
@@ -410,3 +410,115 @@ def find_knee(
     level, users, load = at(good)
     bad_level, bad_users, bad_load = at(worst)
     return Knee(level, users, bad_level, bad_users, criterion, load=load, first_bad_load=bad_load, unit=unit)
+
+
+def _modal_answers(
+    position: IntArray, codes: IntArray, answers: IntArray, n_codes: int, n_answers: int
+) -> tuple[IntArray, IntArray]:
+    """Each (level position, sample) cell's most frequent answer code, ties going to the answer given first.
+
+    The rows must come in send order. Returns the cells (``position * n_codes + sample``, sorted) and their answers.
+    """
+    cell = position * n_codes + codes
+    # factorize numbers distinct (cell, answer) keys in order of first appearance: the rank breaks ties
+    key_codes, keys = pd.factorize(cell * n_answers + answers)
+    count = np.bincount(key_codes, minlength=len(keys))
+    key_cell, key_answer = keys // n_answers, keys % n_answers
+    order = np.lexsort((np.arange(len(keys)), -count, key_cell))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = key_cell[order][1:] != key_cell[order][:-1]
+    best = order[first]
+    return key_cell[best].astype(np.int64), key_answer[best].astype(np.int64)
+
+
+def answer_drift(joined: pd.DataFrame, levels: pd.DataFrame, *, normalise: bool = False) -> pd.DataFrame:
+    """Per level, the share of samples whose answer differs from their answer at the baseline: same prompt,
+    different answer, whether or not either is right.
+
+    The unit is the sample: those answered successfully (labelled, ``ok``) at both the level and the baseline
+    (the lowest offered load, :func:`load_order`). A sample sent several times at a level answers there with its
+    most frequent ``y_pred`` (on a tie, the one given first). No answer (:data:`~loadgrade.analysis.join.NO_ANSWER`)
+    is an answer of its own here: a sample that answered at the baseline and gives none under load has drifted. A
+    failed request is no answer at all and is left out, as a cut-short reply is.
+
+    Parameters
+    ----------
+    joined : pandas.DataFrame
+        Scored records (``level``, ``sample_id``, ``t_sent``, ``ok``, ``has_truth``, ``y_pred``): with a grading
+        section ``y_pred`` already holds each answer's normalised key.
+    levels : pandas.DataFrame
+        The level table (``level``, ``users``, and ``load`` when the run offered a rate).
+    normalise : bool, default False
+        Compare :func:`~loadgrade.analysis.join.normalise_text` of the answers (case, punctuation and spacing
+        ignored): for text answers that no grading has normalised.
+
+    Returns
+    -------
+    pandas.DataFrame
+        In load order: ``level``, ``answer_drift`` (a share; 0 at the baseline, NaN without shared samples) and
+        ``n_drift_samples`` (the samples compared; at the baseline, those it answered).
+
+    Examples
+    --------
+    >>> joined = pd.DataFrame({"level": [0, 0, 0, 0, 1, 1, 1, 1, 1], "sample_id": list("abca") + list("abcc") + ["d"],
+    ...     "t_sent": range(9), "ok": True, "has_truth": True,
+    ...     "y_pred": ["Paris", "4", "blue", "Paris", "paris!", "5", "blue", "red", "x"]})
+    >>> levels = pd.DataFrame({"level": [0, 1], "users": [1.0, 8.0]})
+    >>> answer_drift(joined, levels).round(3).to_dict("records")
+    [{'level': 0, 'answer_drift': 0.0, 'n_drift_samples': 3}, \
+{'level': 1, 'answer_drift': 0.667, 'n_drift_samples': 3}]
+    >>> answer_drift(joined, levels, normalise=True)["answer_drift"].round(3).tolist()
+    [0.0, 0.333]
+
+    At the baseline a said "Paris" twice; at level 1 it said "paris!", a change unless normalised. Sample b drifted
+    (4 to 5); c said "blue" then "red", a tie, so its first answer (blue) stands; d was not sent at the baseline and
+    is not compared.
+    """
+    needed = ("level", "sample_id", "t_sent", "ok", "has_truth", "y_pred")
+    missing = [c for c in needed if c not in joined.columns]
+    if missing:
+        raise AnalysisInputError(
+            f"joined records have no column {', '.join(repr(c) for c in missing)}; columns are: "
+            f"{', '.join(map(str, joined.columns))}"
+        )
+    ordered = load_order(levels)
+    level_values = ordered["level"].to_numpy(dtype=float)
+    level_of = joined["level"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+    position = pd.Index(level_values).get_indexer(level_of)
+    codes, _ = _sample_codes(joined)
+    answered = (position >= 0) & (codes >= 0) & joined["has_truth"].to_numpy(dtype=bool)
+    answered &= joined["ok"].to_numpy(dtype=bool)
+    rows = np.flatnonzero(answered)
+    t_sent = joined["t_sent"].to_numpy(dtype=float)[rows]
+    if len(t_sent) > 1 and not bool(np.all(t_sent[1:] >= t_sent[:-1])):
+        rows = rows[np.argsort(t_sent, kind="stable")]
+    answer_codes, answers = pd.factorize(joined["y_pred"].to_numpy(dtype=object)[rows], use_na_sentinel=False)
+    if normalise and len(answers):
+        from loadgrade.analysis.join import NO_ANSWER, normalise_text  # join imports grading, which is light
+
+        texts = [a if a == NO_ANSWER else normalise_text(str(a)) for a in answers]
+        answer_codes = pd.factorize(np.asarray(texts, dtype=object))[0][answer_codes]
+    n_codes = max(int(codes.max()) + 1, 1) if len(codes) else 1
+    n_answers = max(len(answers), 1)
+    cells, modal = _modal_answers(
+        position[rows].astype(np.int64), codes[rows], answer_codes.astype(np.int64), n_codes, n_answers
+    )
+    bounds = np.searchsorted(cells, np.arange(len(ordered) + 1, dtype=np.int64) * n_codes)
+    base = slice(bounds[0], bounds[1])
+    base_samples, base_answers = cells[base], modal[base]
+    drift, n_samples = [], []
+    for p in range(len(ordered)):
+        part = slice(bounds[p], bounds[p + 1])
+        _, in_base, in_level = np.intersect1d(
+            base_samples, cells[part] - p * n_codes, assume_unique=True, return_indices=True
+        )
+        changed = base_answers[in_base] != modal[part][in_level]
+        drift.append(float(changed.mean()) if len(changed) else float("nan"))
+        n_samples.append(len(changed))
+    return pd.DataFrame(
+        {
+            "level": ordered["level"].to_numpy(dtype=np.int64),
+            "answer_drift": np.asarray(drift, dtype=float),
+            "n_drift_samples": np.asarray(n_samples, dtype=np.int64),
+        }
+    )

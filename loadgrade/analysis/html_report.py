@@ -25,7 +25,7 @@ import pandas as pd
 
 from loadgrade.analysis.degradation import load_order, load_unit
 from loadgrade.analysis.errors import AnalysisInputError
-from loadgrade.analysis.metrics import failure_class
+from loadgrade.analysis.metrics import CUT_SHORT_REASONS, FINISH_REASONS, failure_class
 from loadgrade.analysis.report import (
     ANALYSIS_VERSION,
     METRIC_WORDS,
@@ -61,9 +61,19 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
     ),
     "throughput.png": (
         "Throughput against load: answered right, answered wrong, failed",
-        "Requests per second at each level, stacked: answered right, answered wrong and failed (red, hatched; the "
-        "share failed is written on the bar), so a server that sheds fast does not look faster; the black line is "
-        "goodput (correct answers within the latency SLO per second) where it differs from the right answers.",
+        "Requests per second at each level, stacked: answered right, answered wrong, cut short (an LLM reply that "
+        "lost its answer: pink, cross-hatched, when any was) and failed (red, hatched; the shares cut short and "
+        "failed are written on the bar), so a server that sheds fast does not look faster; the black line is "
+        "goodput (correct answers within the SLO per second: latency, and for an LLM the TTFT and TPOT limits) "
+        "where it differs from the right answers.",
+    ),
+    "tokens.png": (
+        "Accuracy and token latencies against load",
+        "Accuracy over every request (a failed or cut-short reply counts as wrong) on top, then on the same load "
+        "axis the time to first token (TTFT) and the time per output token after it (TPOT), p50 solid and p95 "
+        "dashed, over successful streamed replies, and the output tokens per second beside the token goodput "
+        "(output tokens of right answers within the SLOs). Red lines: the breaking level across every panel and "
+        "the TTFT and TPOT limits of the SLO when set. Hover a point for the level's figures.",
     ),
     "resources.png": (
         "What the load cost the served model",
@@ -74,7 +84,8 @@ CHART_CAPTIONS: dict[str, tuple[str, str]] = {
         "Failed requests by kind against load",
         "Share of requests that failed (not wrong answers: no answer at all), stacked by kind; HTTP errors are split "
         "into shed (429/503: the server refusing load), client errors (other 3xx/4xx: the scenario asks wrongly, no "
-        "load explains them) and other server errors.",
+        "load explains them) and other server errors; cut short (pink, cross-hatched) is an LLM reply that came back "
+        "without its answer: empty, cut at the token limit before it, or a stream without its end.",
     ),
     "over_time.png": (
         "Accuracy, load, failures and latency over time",
@@ -116,6 +127,7 @@ p.verdict{font-size:1.05rem;margin:.5rem 0}
 code{background:#f1f3f7;padding:0 .2rem}ul{padding-left:1.3rem}
 .warning{background:#fff4e5;border:2px solid #b3261e;border-radius:4px;padding:.5rem 1rem;margin:1rem 0}
 .warning p{margin:.25rem 0}
+#llm-levels td:nth-last-child(-n+2),#llm-levels th:nth-last-child(-n+2){text-align:left}.nw{white-space:nowrap}
 """
 
 # How many distinct error messages and wrong answers to list.
@@ -223,7 +235,7 @@ def _level_rows(levels: pd.DataFrame, *, task: str) -> tuple[list[str], list[tup
         *quality,
         "errors %",
         *(_FAILURE_COLUMNS[c] for c in failure_columns),
-        *(f"{k} %" for k in kinds),
+        *(f"{k.replace('_', ' ')} %" for k in kinds),
         "p50 ms",
         "p95 ms",
         "p99 ms",
@@ -468,24 +480,170 @@ def _chart_stems(charts: Mapping[str, bytes]) -> list[str]:
     return list(dict.fromkeys(Path(name).stem for name in charts))
 
 
-def _charts_html(charts: Mapping[str, bytes]) -> str:
+def _figure_html(charts: Mapping[str, bytes], stem: str) -> str:
+    """One chart with its caption, as its inlined SVG or else its PNG; empty when ``charts`` has neither."""
+    title, caption = CHART_CAPTIONS.get(f"{stem}.png", (stem, ""))
+    svg = charts.get(f"{stem}.svg")
+    image = None if svg is None else _inline_svg(svg, prefix=f"chart-{stem}", title=title)
+    if image is None and f"{stem}.png" in charts:
+        encoded = base64.b64encode(charts[f"{stem}.png"]).decode("ascii")
+        image = f'<img alt="{_e(title)}" src="data:image/png;base64,{encoded}">'
+    if image is None:
+        return ""
+    return (
+        f'<figure id="figure-{_e(stem)}">{image}'
+        f"<figcaption><strong>{_e(title)}.</strong> {_e(caption)}</figcaption></figure>"
+    )
+
+
+def _charts_html(charts: Mapping[str, bytes], *, elsewhere: Sequence[str] = ()) -> str:
+    """Every chart but those shown in their own section (``elsewhere``: stems)."""
     if not charts:
         return "<p>Charts were not written (<code>--no-charts</code>).</p>"
-    parts = []
-    for stem in _chart_stems(charts):
-        title, caption = CHART_CAPTIONS.get(f"{stem}.png", (stem, ""))
-        svg = charts.get(f"{stem}.svg")
-        image = None if svg is None else _inline_svg(svg, prefix=f"chart-{stem}", title=title)
-        if image is None and f"{stem}.png" in charts:
-            encoded = base64.b64encode(charts[f"{stem}.png"]).decode("ascii")
-            image = f'<img alt="{_e(title)}" src="data:image/png;base64,{encoded}">'
-        if image is None:
+    return "".join(_figure_html(charts, stem) for stem in _chart_stems(charts) if stem not in elsewhere)
+
+
+#: Level-table columns that only a run against an LLM endpoint has (see :func:`analysis.level_table`).
+_LLM_FIGURES = ("p50_ttft_ms", "p50_tpot_ms", "output_tokens_per_s", "n_output_tokens")
+#: The figures of the LLM table, header and level-table column, in the order of a reply: first token, pace, end.
+_LLM_TABLE = (
+    ("TTFT p50 ms", "p50_ttft_ms"),
+    ("TTFT p95 ms", "p95_ttft_ms"),
+    ("TPOT p50 ms", "p50_tpot_ms"),
+    ("TPOT p95 ms", "p95_tpot_ms"),
+    ("ITL p50 ms", "p50_itl_ms"),
+    ("ITL p95 ms", "p95_itl_ms"),
+    ("longest gap ms", "max_itl_ms"),
+    ("E2E p95 ms", "p95_ms"),
+    ("output tokens/s", "output_tokens_per_s"),
+    ("token goodput/s", "token_goodput_tps"),
+    ("mean output tokens", "mean_output_tokens"),
+)
+#: What each cut-short reason means, for the sentences of the LLM section (``n_cut_short_<reason>``).
+_CUT_SHORT_WORDS = {
+    "empty": "empty (HTTP 200 without any output text)",
+    "length": "stopped at the token limit (finish_reason length) before the answer",
+    "no_end": "streamed without an end ([DONE] or a finish_reason never came)",
+}
+
+
+def _count_of(row: Mapping[Any, Any], name: str) -> int:
+    """A count of a level, 0 when the table lacks it (a run without LLM replies)."""
+    value = row.get(name)
+    return 0 if value is None or _isnan(value) else int(float(value))
+
+
+def _has_llm(levels: pd.DataFrame) -> bool:
+    """Whether the level table holds LLM figures at some level, or a reply cut short (an LLM outcome).
+
+    >>> _has_llm(pd.DataFrame({"level": [0], "n_cut_short": [0]}))
+    False
+    >>> _has_llm(pd.DataFrame({"level": [0], "output_tokens_per_s": [12.5]}))
+    True
+    """
+    figures = any(c in levels.columns and bool(levels[c].notna().to_numpy().any()) for c in _LLM_FIGURES)
+    cut = "n_cut_short" in levels.columns and bool(levels["n_cut_short"].fillna(0).to_numpy(dtype=float).any())
+    return figures or cut
+
+
+def _finish_mix(row: Mapping[Any, Any]) -> str:
+    """The ``finish_reason`` mix of a level as % of its requests, the reasons that occurred only (HTML: each
+    reason unbroken, so the cell wraps between them)."""
+    n = _count_of(row, "n")
+    counts = [(name, _count_of(row, f"n_finish_{name}")) for name in FINISH_REASONS]
+    shown = [f'<span class="nw">{name} {100 * count / n:.1f}</span>' for name, count in counts if count and n]
+    return " · ".join(shown) or "–"
+
+
+def _cut_short_cell(row: Mapping[Any, Any]) -> str:
+    """A level's cut-short replies and their reasons (HTML, wrapping between reasons)."""
+    total = _count_of(row, "n_cut_short")
+    if not total:
+        return "0"
+    reasons = [
+        f'<span class="nw">{name.replace("_", " ")} {_count_of(row, f"n_cut_short_{name}")}</span>'
+        for name in CUT_SHORT_REASONS
+        if _count_of(row, f"n_cut_short_{name}")
+    ]
+    return f"{total}: {' · '.join(reasons)}" if reasons else str(total)
+
+
+def _cut_short_sentences(levels: pd.DataFrame, *, unit: str) -> list[str]:
+    """Each level with replies cut short, in words: how many of its requests, and why (escaped HTML)."""
+    sentences = []
+    for row in levels.to_dict("records"):
+        total = _count_of(row, "n_cut_short")
+        if not total:
             continue
-        parts.append(
-            f'<figure id="figure-{_e(stem)}">{image}'
-            f"<figcaption><strong>{_e(title)}.</strong> {_e(caption)}</figcaption></figure>"
+        n = _count_of(row, "n")
+        reasons = [
+            (_CUT_SHORT_WORDS.get(name, name), _count_of(row, f"n_cut_short_{name}")) for name in CUT_SHORT_REASONS
+        ]
+        why = [f"{count} {_e(words)}" for words, count in reasons if count]
+        unknown = total - sum(count for _, count in reasons)
+        if unknown > 0:
+            why.append(f"{unknown} for a reason the error text does not give")
+        share = f" ({100 * total / n:.1f} %)" if n else ""
+        load = row.get("load") if unit != "users" and not _isnan(row.get("load")) else row.get("users")
+        sentences.append(
+            f"At {_fmt(load, 'g')} {_e(unit)} (level {_e(row['level'])}), {total} of {n} requests{share} were cut "
+            f"short: {'; '.join(why)}."
         )
-    return "".join(parts)
+    return sentences
+
+
+def _llm_html(levels: pd.DataFrame, charts: Mapping[str, bytes], *, unit: str) -> str:
+    """The LLM section: token latencies, token rates, finish reasons and cut-short replies per level.
+
+    Empty for a run without LLM figures, so the page of any other run stays as it was.
+    """
+    if not _has_llm(levels):
+        return ""
+    ordered = load_order(levels)
+    load_column = "load" if unit != "users" and "load" in ordered.columns else "users"
+    # only the figures some level has: a run that did not stream has no TTFT, TPOT or ITL
+    figures = [
+        (label, column)
+        for label, column in _LLM_TABLE
+        if column in ordered.columns and bool(ordered[column].notna().to_numpy().any())
+    ]
+    header = [
+        "level",
+        f"load ({_e(unit)})",
+        "n",
+        *(label for label, _ in figures),
+        "finish_reason (% of requests)",
+        "cut short: why",
+    ]
+    rows = [
+        [
+            _e(row["level"]),
+            _fmt(row.get(load_column), "g"),
+            _e(_count_of(row, "n")),
+            *(_fmt(row.get(column), ".1f") for _, column in figures),
+            _finish_mix(row),
+            _cut_short_cell(row),
+        ]
+        for row in ordered.to_dict("records")
+    ]
+    table = _rows_table(header, rows, id_="llm-levels")
+    sentences = _cut_short_sentences(ordered, unit=unit)
+    attribution = (
+        "<p>Replies cut short, by level and reason; each is a lost answer (wrong in the accuracy over every "
+        "request, not among the answered), apart from the transport failures and the wrong answers:</p>"
+        + _list(sentences)
+        if sentences
+        else "<p>No reply was cut short at any level.</p>"
+    )
+    return (
+        '<h2 id="llm">LLM replies</h2>\n'
+        "<p>Token latencies per level over successful streamed replies: TTFT is the time from the send to the first "
+        "chunk carrying text, TPOT the time per output token after it, ITL the mean gap between text chunks of a "
+        "reply (the longest gap: the longest single stall of any reply), E2E the whole reply. Output tokens/s "
+        "counts the tokens of successful replies, token goodput those of right answers within every SLO limit. "
+        "The finish_reason mix is over every request (none: failed, or no reason sent).</p>\n"
+        f"{table}\n{attribution}\n{_figure_html(charts, 'tokens')}"
+    )
 
 
 def _tested_html(summary: Summary) -> str:
@@ -666,11 +824,13 @@ timed-out or shed request as a wrong answer (what clients got; the verdict is ta
 is over successful responses only (model quality); both with 95% Wilson intervals that take the sample, not the
 request, as the unit. Lost is the share of requests without a right answer (wrong or failed); samples and coverage
 are the distinct samples a level sent and their share of the dataset. Latency percentiles are over successful
-responses; goodput is correct answers within the latency SLO per second.</p>
+responses; goodput is correct answers within the SLO per second (latency, and for an LLM the TTFT and TPOT
+limits).</p>
 {_levels_html(analysis.levels, task=summary.task)}
 {_resources_html(analysis.levels, unit=summary.load_unit)}
+{_llm_html(analysis.levels, charts or {}, unit=summary.load_unit)}
 <h2 id="charts">Charts</h2>
-{_charts_html(charts or {})}
+{_charts_html(charts or {}, elsewhere=("tokens",) if _has_llm(analysis.levels) else ())}
 <h2 id="failures">Errors</h2>
 {_errors_html(analysis.joined, analysis.levels)}
 {_wrong_html(analysis)}

@@ -23,6 +23,7 @@ import pyarrow.csv as pa_csv
 from tqdm.auto import tqdm
 
 from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.grading import GradingSpec, grading_spec
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -60,6 +61,15 @@ OPTIONAL_COLUMNS: dict[str, pa.DataType] = {
     "target_users": pa.int64(),
     "t_scheduled": pa.float64(),  # open model: when the arrival was due (epoch seconds)
     "target_rps": pa.float64(),  # open model: the stage's target arrival rate
+    "prompt_tokens": pa.int64(),  # LLM replies: token counts from usage
+    "completion_tokens": pa.int64(),
+    "ttft_ms": pa.float64(),  # streamed LLM replies: time to first token
+    "itl_mean_ms": pa.float64(),
+    "itl_max_ms": pa.float64(),
+    "tpot_ms": pa.float64(),
+    "output_tokens": pa.int64(),
+    "finish_reason": pa.string(),
+    "reply": pa.string(),
 }
 
 # Files above this size get a progress bar (when stderr is a terminal).
@@ -416,6 +426,8 @@ class RunData:
     """Where the ground truth was read from."""
     task: str | None
     """The task named by the scenario, or ``None`` to infer it."""
+    grading: GradingSpec | None = None
+    """The scenario's ``grading:`` section, or ``None`` to compare as the task does."""
 
 
 def _scenario_truth_path(info: Mapping[str, Any], run_dir: Path) -> Path:
@@ -486,6 +498,9 @@ def load_run(
     truth_frame = read_truth(truth_path, id_column=str(id_col), label_column=str(label_col), fmt=fmt)
     records = read_records(records_path, progress=progress)
     task = dataset.get("task")
+    scenario = info.get("scenario")
+    section = scenario.get("grading") if isinstance(scenario, Mapping) else None
+    grading = None if section is None else grading_spec(section, where=f"'{run_dir / 'run.json'}': scenario.grading")
     return RunData(
         run_dir=run_dir,
         records=records,
@@ -493,6 +508,7 @@ def load_run(
         truth=truth_frame,
         truth_path=truth_path,
         task=str(task) if task else None,
+        grading=grading,
     )
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, Literal
@@ -21,6 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from loadgrade.analysis.errors import AnalysisInputError
+from loadgrade.analysis.grading import GradingSpec, answer_text, grade_codes, graded_task, grading_spec
 
 __all__ = [
     "NO_ANSWER",
@@ -71,6 +73,9 @@ class JoinSummary:
     left out of MAE/RMSE/R² for regression."""
     assumptions: list[str] = field(default_factory=list)
     """Interpretations made while comparing (e.g. probability vectors scored by argmax)."""
+    grading: str | None = None
+    """The scenario's grading mode (``exact``, ``aliases``, ``numeric``, ``choice``, ``regex``) when it decided
+    ``correct``; None when the task's own comparison did."""
 
 
 def _check_task(task: str | None) -> None:
@@ -273,7 +278,11 @@ def _gather(values: npt.NDArray[Any], index: npt.NDArray[np.intp], where: npt.ND
 
 
 def join_truth(
-    records: pd.DataFrame, truth: pd.DataFrame, *, task: str | None = None
+    records: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    task: str | None = None,
+    grading: GradingSpec | Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, JoinSummary]:
     """Attach labels to records (many-to-one on ``sample_id``) and score them.
 
@@ -285,6 +294,12 @@ def join_truth(
         Columns ``sample_id`` and ``label``, one row per sample.
     task : {"classification", "regression", "text"} or None
         How to compare; ``None`` infers it from the labels.
+    grading : GradingSpec, mapping or None
+        The scenario's ``grading:`` section. When given, it decides
+        ``correct`` (see :mod:`analysis.grading`): ``y_pred`` is then each
+        answer's key (normalised text, the number or the letter; no answer is
+        :data:`NO_ANSWER`), ``y_true`` the label's, and the task (for the
+        metrics) follows :func:`analysis.grading.graded_task`.
 
     Returns
     -------
@@ -314,13 +329,28 @@ def join_truth(
     [True, False, False, <NA>]
     >>> summary.n_without_truth, summary.n_truth_never_sent
     (1, 1)
+
+    A language model's answers graded by the last number they hold:
+
+    >>> records = pd.DataFrame({"sample_id": ["a", "b", "c"], "ok": True,
+    ...                         "prediction": ['"It is 42."', '"about 7"', '"no idea"']})
+    >>> truth = pd.DataFrame({"sample_id": ["a", "b", "c"], "label": ["42", "8", "1"]})
+    >>> joined, summary = join_truth(records, truth, grading={"mode": "numeric"})
+    >>> joined["correct"].tolist(), joined["y_pred"].tolist(), summary.task, summary.n_no_answer
+    ([True, False, False], ['42', '7', '<no answer>'], 'text', 1)
     """
     _check_records(records)
     _check_truth(truth)
     _check_task(task)
-    inferred = task is None
-    resolved: str = infer_task(truth["label"]) if task is None else task
+    spec = None if grading is None else grading_spec(grading)
     assumptions: list[str] = []
+    if spec is None:
+        inferred = task is None
+        resolved: str = infer_task(truth["label"]) if task is None else task
+    else:
+        inferred = task is None and spec.mode == "exact"  # the other modes set the task themselves
+        resolved = graded_task(spec, task=task, labels=truth["label"])
+        assumptions.append(spec.describe())
 
     truth_ids = truth["sample_id"].astype(str)
     label_by_id = pd.Series(truth["label"].to_numpy(dtype=object), index=pd.Index(truth_ids))
@@ -340,7 +370,26 @@ def join_truth(
     joined = records.copy(deep=False)
     joined["label"] = label_col
     joined["has_truth"] = has_truth
-    if resolved == "classification":
+    if spec is not None:
+        # each distinct answer reduced once, each label used parsed once, each (answer, label) pair judged once
+        graded = grade_codes(
+            [answer_text(u) for u in uniques],
+            labels_obj,
+            codes[has_truth],
+            positions[has_truth],
+            spec,
+            label_names=truth_ids.to_numpy(dtype=object),
+        )
+        null_codes = np.array([k is None for k in graded.answer_keys], dtype=bool)
+        answer_keys = np.where(null_codes, NO_ANSWER, graded.answer_keys).astype(object)
+        verdict = np.full(len(records), -1, dtype=np.int8)
+        verdict[has_truth] = graded.verdict
+        joined["y_true"] = _gather(graded.label_keys, positions, has_truth)
+        joined["y_pred"] = _gather(answer_keys, codes, scorable)
+        column = pd.array(scorable & (verdict == 1), dtype="boolean")
+        column[~has_truth] = pd.NA
+        joined["correct"] = column
+    elif resolved == "classification":
         keys = _ClassKeys()
         label_keys = np.array([keys(v, side="label") for v in labels_obj], dtype=object)
         # Only answers that count need a valid key; a broken error row must not abort the analysis.
@@ -438,6 +487,7 @@ def join_truth(
         n_truth_never_sent=int((~label_by_id.index.isin(sent)).sum()),
         n_no_answer=n_no_answer,
         assumptions=assumptions,
+        grading=None if spec is None else spec.mode,
     )
     if summary.n_with_truth == 0:
         examples = ", ".join(repr(s) for s in summary.without_truth_examples)

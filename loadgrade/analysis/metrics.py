@@ -2,11 +2,15 @@
 
 Quality metrics come from scikit-learn itself; latency percentiles are exact
 numpy percentiles over the recorded rows (not Locust's histogram buckets).
+Runs against large language models add token latencies (TTFT, TPOT, ITL),
+output tokens per second, token goodput, the ``finish_reason`` mix and the
+replies cut short, by reason (see :data:`LLM_COLUMNS`).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,10 +33,13 @@ from loadgrade.analysis.levels import inflight_concurrency
 from loadgrade.analysis.stats import sample_wilson_interval
 
 __all__ = [
+    "CUT_SHORT_REASONS",
     "ERROR_KINDS",
     "FAILURE_CLASSES",
+    "FINISH_REASONS",
     "LATENCY_PERCENTILES",
     "LATE_MS",
+    "LLM_COLUMNS",
     "SHED_STATUS",
     "LabelPairs",
     "classification_metrics",
@@ -45,12 +52,13 @@ __all__ = [
     "text_metrics",
 ]
 
-ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "connection", "decode", "extract")
+ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "connection", "decode", "extract", "cut_short")
 #: HTTP statuses of a server refusing load (429 Too Many Requests, 503 Service Unavailable): shed requests.
 SHED_STATUS: tuple[int, ...] = (429, 503)
 #: What a failed request says, as the level table counts it (``n_<class>``): ``shed`` (HTTP 429 or 503: the
 #: server refused the load), ``client_error`` (any other 3xx or 4xx: the scenario asks wrongly, e.g. 400 or 404),
-#: ``server_error`` (any other HTTP error: 500, 502, 504, ...), then the transport and format kinds.
+#: ``server_error`` (any other HTTP error: 500, 502, 504, ...), then the transport and format kinds, and
+#: ``cut_short``: an LLM reply that lost its answer (a lost answer like a failure, but told apart in the verdicts).
 FAILURE_CLASSES: tuple[str, ...] = (
     "shed",
     "client_error",
@@ -59,7 +67,24 @@ FAILURE_CLASSES: tuple[str, ...] = (
     "connection",
     "decode",
     "extract",
+    "cut_short",
 )
+#: Why a reply was cut short, from its error text ``cut short (<reason>): ...`` (``n_cut_short_<reason>``): the same
+#: reasons as ``loadgrade.responses.CUT_SHORT_REASONS``, which the analysis does not import (it loads the client).
+CUT_SHORT_REASONS: tuple[str, ...] = ("empty", "length", "no_end")
+#: The ``finish_reason`` mix of a level (``n_finish_<reason>``): the two that matter, then anything else, and none.
+FINISH_REASONS: tuple[str, ...] = ("stop", "length", "other", "none")
+#: Record columns of LLM replies: a run whose records hold a value in one of them gets the LLM figures.
+LLM_COLUMNS: tuple[str, ...] = (
+    "ttft_ms",
+    "itl_mean_ms",
+    "itl_max_ms",
+    "tpot_ms",
+    "output_tokens",
+    "finish_reason",
+    "reply",
+)
+_CUT_SHORT_RE = r"^cut short \((?P<reason>[a-z_]+)\)"
 LATENCY_PERCENTILES: tuple[int, ...] = (50, 90, 95, 99)
 #: An open-model arrival sent more than this many milliseconds after it was due is late.
 LATE_MS = 10.0
@@ -368,6 +393,127 @@ class LabelPairs:
         )
 
 
+@dataclass(frozen=True)
+class _LLMRecords:
+    """The LLM columns of every record as whole arrays, read once: NaN where a reply did not measure a figure."""
+
+    ttft: npt.NDArray[np.float64]
+    itl_mean: npt.NDArray[np.float64]
+    itl_max: npt.NDArray[np.float64]
+    tpot: npt.NDArray[np.float64]
+    tokens: npt.NDArray[np.float64]
+    finish: npt.NDArray[np.int64]
+    """Each record's ``finish_reason`` as a position in :data:`FINISH_REASONS`."""
+
+
+def _float_column(joined: pd.DataFrame, name: str) -> npt.NDArray[np.float64]:
+    if name not in joined.columns:
+        return np.full(len(joined), np.nan)
+    values = pd.to_numeric(joined[name], errors="coerce")
+    return np.asarray(values.to_numpy(dtype=float, na_value=np.nan), dtype=float)
+
+
+def _llm_records(joined: pd.DataFrame) -> _LLMRecords | None:
+    """The LLM columns when the records hold a value in one of them; None for a run of another protocol.
+
+    The recorder writes the columns for every run (empty but for LLM replies), so their presence alone says
+    nothing: a value does.
+    """
+    if not any(c in joined.columns for c in LLM_COLUMNS):
+        return None
+    numbers = {name: _float_column(joined, name) for name in ("ttft_ms", "itl_mean_ms", "itl_max_ms", "tpot_ms")}
+    numbers["output_tokens"] = _float_column(joined, "output_tokens")
+    finish = np.full(len(joined), FINISH_REASONS.index("none"), dtype=np.int64)
+    has_finish = False
+    if "finish_reason" in joined.columns:
+        # a handful of distinct reasons among millions of rows: only those are turned into text
+        codes, uniques = pd.factorize(joined["finish_reason"])
+        names = [str(u) for u in uniques]
+        table = np.array(
+            [FINISH_REASONS.index(n) if n in ("stop", "length") else 3 if not n else 2 for n in names] + [3],
+            dtype=np.int64,
+        )
+        finish = table[np.where(codes < 0, len(names), codes)]
+        has_finish = any(names)
+    measured = has_finish or any(bool(np.isfinite(v).any()) for v in numbers.values())
+    if not measured and "reply" in joined.columns:
+        measured = bool(joined["reply"].fillna("").astype(str).str.len().gt(0).any())
+    if not measured:
+        return None
+    return _LLMRecords(
+        ttft=numbers["ttft_ms"],
+        itl_mean=numbers["itl_mean_ms"],
+        itl_max=numbers["itl_max_ms"],
+        tpot=numbers["tpot_ms"],
+        tokens=numbers["output_tokens"],
+        finish=finish,
+    )
+
+
+def _cut_short_reasons(joined: pd.DataFrame, cut: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Each cut-short record's reason as a position in :data:`CUT_SHORT_REASONS`; -1 elsewhere, or unparsed."""
+    reasons = np.full(len(joined), -1, dtype=np.int64)
+    rows = np.flatnonzero(cut)
+    if not len(rows) or "error" not in joined.columns:
+        return reasons
+    found = joined["error"].iloc[rows].fillna("").astype(str).str.extract(_CUT_SHORT_RE)["reason"]
+    reasons[rows] = pd.Index(CUT_SHORT_REASONS).get_indexer(pd.Index(found.fillna("")))
+    return reasons
+
+
+def _within_slo(
+    latency_ms: npt.NDArray[np.float64],
+    llm: _LLMRecords | None,
+    *,
+    latency: float | None,
+    ttft: float | None,
+    tpot: float | None,
+) -> npt.NDArray[np.bool_]:
+    """Which records meet every limit given: E2E latency, and for LLM replies TTFT and TPOT.
+
+    A reply without a TTFT (not streamed) got its first token with the whole reply, so its E2E latency stands in;
+    one without a TPOT (fewer than two tokens, or not streamed) has no pace to miss.
+    """
+    within = np.ones(len(latency_ms), dtype=bool)
+    if latency is not None:
+        within &= latency_ms <= latency
+    if llm is not None and ttft is not None:
+        within &= np.where(np.isnan(llm.ttft), latency_ms, llm.ttft) <= ttft
+    if llm is not None and tpot is not None:
+        within &= np.isnan(llm.tpot) | (llm.tpot <= tpot)
+    return within
+
+
+def _llm_figures(
+    llm: _LLMRecords,
+    positions: npt.NDArray[np.int64],
+    ok: npt.NDArray[np.bool_],
+    good: npt.NDArray[np.bool_],
+    duration: float,
+) -> dict[str, float]:
+    """The LLM figures of one level (``positions``; ``ok`` and ``good`` are masks over them): see level_table."""
+    answered = positions[ok]
+    figures = latency_percentiles(llm.ttft[answered], name="p{q}_ttft_ms")
+    figures.update(latency_percentiles(llm.tpot[answered], name="p{q}_tpot_ms"))
+    # a reply records its mean gap and its longest: percentiles of the means, and the longest gap of all
+    itl = latency_percentiles(llm.itl_mean[answered], name="p{q}_itl_ms")
+    worst = latency_percentiles(llm.itl_max[answered], percentiles=(99,), name="p{q}_itl_max_ms")
+    itl["p99_itl_max_ms"] = worst["p99_itl_max_ms"]
+    itl["max_itl_ms"] = worst["max_itl_max_ms"]  # not the largest mean: the longest gap is what a reader stalls on
+    figures.update(itl)
+    tokens = llm.tokens[answered]
+    tokens = tokens[~np.isnan(tokens)]
+    total = float(tokens.sum())
+    figures["n_output_tokens"] = int(total)
+    figures["output_tokens_per_s"] = total / duration
+    figures["mean_output_tokens"] = float(tokens.mean()) if len(tokens) else float("nan")
+    figures["p50_output_tokens"] = float(np.percentile(tokens, 50)) if len(tokens) else float("nan")
+    figures["token_goodput_tps"] = float(np.nansum(llm.tokens[positions[good]])) / duration
+    finish = np.bincount(llm.finish[positions], minlength=len(FINISH_REASONS))
+    figures.update({f"n_finish_{name}": int(count) for name, count in zip(FINISH_REASONS, finish, strict=True)})
+    return figures
+
+
 def _check_joined(joined: pd.DataFrame, bounds: pd.DataFrame, task: str) -> None:
     needed = ["level", "t_sent", "latency_ms", "ok", "error_kind", "users_active", "has_truth", "correct"]
     missing = [c for c in needed if c not in joined.columns]
@@ -390,6 +536,8 @@ def level_table(
     *,
     task: str,
     slo_latency_ms: float | None = None,
+    slo_ttft_ms: float | None = None,
+    slo_tpot_ms: float | None = None,
     confidence: float = 0.95,
     n_dataset: int | None = None,
     progress: bool = False,
@@ -405,8 +553,13 @@ def level_table(
         Level spans from :func:`analysis.assign_levels`.
     task : {"classification", "regression", "text"}
     slo_latency_ms : float or None
-        Latency objective for quality goodput; ``None`` counts every correct
-        answer.
+        End-to-end latency objective for quality goodput; ``None`` counts
+        every correct answer.
+    slo_ttft_ms, slo_tpot_ms : float or None
+        Time-to-first-token and time-per-output-token objectives (ms) that
+        goodput requires too, in a run with LLM figures (ignored otherwise).
+        A reply without a TTFT (not streamed) is judged on its E2E latency; one
+        without a TPOT (fewer than two tokens) meets the TPOT objective.
     confidence : float, default 0.95
         Level of the Wilson intervals.
     n_dataset : int or None
@@ -443,7 +596,10 @@ def level_table(
         ``n_failed`` (every request that failed) split as ``n_shed`` (HTTP
         429/503), ``n_client_error`` (other 3xx/4xx), ``n_server_error``
         (other HTTP errors), ``n_timeout``, ``n_connection``, ``n_decode``,
-        ``n_extract`` (see :data:`FAILURE_CLASSES`), ``failures`` (the
+        ``n_extract``, ``n_cut_short`` (see :data:`FAILURE_CLASSES`; a
+        cut-short LLM reply lost its answer: it is not ``ok``, so it is
+        neither answered nor scored, but no transport or format failure
+        either), ``failures`` (the
         failures as text, most frequent first: ``"http 503: 850; timeout:
         12"``), ``wrong_rate`` (``n_wrong / n``), ``lost_rate`` (wrong or
         failed, over every request: ``(n_wrong + n_failed) / n``; regression:
@@ -451,8 +607,10 @@ def level_table(
         for each error kind and ``error_rate_shed``, ``error_rate_client``,
         ``error_rate_server`` (shares of every request), latency ``p50_ms`` ...
         ``max_ms`` over successful responses, ``goodput_rps`` (correct answers
-        within the SLO per second; for regression: successful answers within
-        the SLO), ``n_no_answer`` and ``no_answer_rate`` (successful, labelled
+        per second within every SLO limit given: ``slo_latency_ms``, and in a
+        run with LLM figures ``slo_ttft_ms`` and ``slo_tpot_ms``; for
+        regression: successful answers within them), ``n_no_answer`` and
+        ``no_answer_rate`` (successful, labelled
         responses whose prediction was ``null``: wrong answers; for regression
         left out of MAE/RMSE/R² and of goodput), then task metrics
         (scikit-learn) and ``recall[<class>]``. When the records carry
@@ -462,6 +620,28 @@ def level_table(
         schedule lag ``lag_p50_ms``, ``lag_p99_ms``, ``lag_max_ms`` and the
         late arrivals (lag above ``LATE_MS``) ``n_late`` and ``late_share``,
         over every request sent.
+
+        When a record holds a value in one of :data:`LLM_COLUMNS` (an LLM
+        protocol), also, after ``goodput_rps``: ``p50_ttft_ms`` ...
+        ``p99_ttft_ms``, ``max_ttft_ms`` (time to first token) and
+        ``p50_tpot_ms`` ... ``max_tpot_ms`` (time per output token after the
+        first), ``p50_itl_ms`` ... ``p99_itl_ms`` (percentiles of each reply's
+        mean inter-token gap), ``p99_itl_max_ms`` (of each reply's longest
+        gap) and ``max_itl_ms`` (the longest gap of all), every one in ms over
+        successful streamed replies, like the E2E latency ``p50_ms`` ...;
+        ``n_output_tokens`` (output tokens of the successful replies),
+        ``output_tokens_per_s`` (those tokens per second of the level),
+        ``mean_output_tokens`` and ``p50_output_tokens`` (completion length of
+        a successful reply, in tokens), ``token_goodput_tps`` (output tokens
+        of the good answers counted in ``goodput_rps``, per second: tokens,
+        where goodput counts requests) and the ``finish_reason`` mix over
+        every request ``n_finish_stop``, ``n_finish_length``,
+        ``n_finish_other``, ``n_finish_none`` (none recorded: failed, not an
+        LLM reply, or a stream without its end); and after ``n_cut_short``
+        the replies cut short by reason (:data:`CUT_SHORT_REASONS`, parsed
+        from the error text ``cut short (<reason>): ...``):
+        ``n_cut_short_empty``, ``n_cut_short_length``, ``n_cut_short_no_end``.
+        Percentiles are numpy's linear interpolation, as for the latency.
 
     Examples
     --------
@@ -513,6 +693,11 @@ def level_table(
         no_answer_all = np.asarray(y_pred_all == NO_ANSWER, dtype=bool)
     kind_codes, kind_index = pd.factorize(joined["error_kind"].astype(str))
     kind_values = np.asarray(kind_index, dtype=object)
+    llm = _llm_records(joined)
+    within_all = _within_slo(latency_all, llm, latency=slo_latency_ms, ttft=slo_ttft_ms, tpot=slo_tpot_ms)
+    cut_code = {str(v): i for i, v in enumerate(kind_values)}.get("cut_short")
+    cut_all = ~ok_all & (kind_codes == cut_code) if cut_code is not None else np.zeros(len(joined), dtype=bool)
+    reasons_all = _cut_short_reasons(joined, cut_all) if llm is not None or cut_all.any() else None
     # each failed row's class and its text label as small integer codes: a level then needs only bincounts;
     # only the failed rows (a few percent) are ever classified
     failure_names = list(FAILURE_CLASSES)
@@ -626,6 +811,10 @@ def level_table(
         by_class = np.bincount(row_class[positions][~ok], minlength=len(failure_names))
         for name, count in zip(failure_names, by_class, strict=True):
             row[f"n_{name}"] = int(count)
+        if reasons_all is not None:
+            reasons = reasons_all[positions]
+            by_reason = np.bincount(reasons[reasons >= 0], minlength=len(CUT_SHORT_REASONS))
+            row.update({f"n_cut_short_{r}": int(c) for r, c in zip(CUT_SHORT_REASONS, by_reason, strict=True)})
         row["failures"] = _describe_failures(
             np.bincount(label_codes[positions][~ok], minlength=len(label_names)), label_names
         )
@@ -645,9 +834,11 @@ def level_table(
         row.update(latency_percentiles(latency[ok]))
         if lag_all is not None:
             row.update(_schedule_figures(lag_all[positions], latency, ok))
-        within = latency <= slo_latency_ms if slo_latency_ms is not None else np.ones(n, dtype=bool)
+        within = within_all[positions]
         good = (ok & ~no_answer & within) if task == "regression" else (correct & scored & within)
         row["goodput_rps"] = float(good.sum()) / duration
+        if llm is not None:
+            row.update(_llm_figures(llm, np.asarray(positions, dtype=np.int64), ok, good, duration))
         if pairs is not None:
             y_true, y_pred, weight = pairs.counts(positions[scored])
             row.update(classification_metrics(y_true, y_pred, sample_weight=weight))

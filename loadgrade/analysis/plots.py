@@ -44,6 +44,7 @@ __all__ = [
     "plot_over_time",
     "plot_resources",
     "plot_throughput",
+    "plot_tokens",
     "run_title",
     "write_charts",
 ]
@@ -60,6 +61,11 @@ _GOOD = "tab:green"
 # What became of the requests: answered right, answered wrong, answered without a label to judge, no answer.
 _CORRECT, _WRONG, _UNLABELLED, _FAILED = "#59a14f", "#edc948", "#bab0ac", "#e15759"
 _OTHER_FAILED = "#9c755f"
+# An LLM reply that lost its answer (empty, cut at max_tokens, a stream without its end): lost like a failure,
+# told apart from one, the same colour in the throughput and the errors chart.
+_CUT_SHORT = "#ff9da7"
+# Token latencies: the median and the tail, the same two colours as p50 and p95 in the latency chart.
+_P50, _P95 = "tab:blue", "tab:green"
 # Hover texts on the points of a chart over time stop at this many bins: the SVG stays small.
 _MAX_TIME_TIPS = 400
 
@@ -128,6 +134,11 @@ def _flags(ordered: pd.DataFrame, name: str) -> np.ndarray | None:
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f} %" if np.isfinite(value) else "-"
+
+
+def _share(value: float) -> str:
+    """A share as a whole percentage, with a decimal below 1 % (where "0%" would hide what it counts)."""
+    return f"{value:.0%}" if value >= 0.0095 else f"{value:.1%}"
 
 
 def _interval(value: float, low: float, high: float) -> str:
@@ -417,9 +428,13 @@ def plot_throughput(levels: pd.DataFrame, *, title: str = "", run_name: str = ""
 
     A server that sheds load (HTTP 429/503) answers its refusals fast, so the
     bare request rate climbs exactly where the service collapses; stacked by
-    outcome, that climb reads as failures. A black line is the quality goodput
-    (correct within the latency SLO) when it differs from the correct answers;
-    in an open-model run a dash marks each level's offered rate. A level table
+    outcome, that climb reads as failures. LLM replies cut short (``n_cut_short``:
+    empty, cut at the token limit before the answer, a stream without its end)
+    are a part of their own between the wrong answers and the failures: lost
+    answers, but neither. A black line is the quality goodput (correct within
+    every SLO limit: latency, and for an LLM TTFT and TPOT) when it differs
+    from the correct answers; in an open-model run a dash marks each level's
+    offered rate. A level table
     without the outcome counts (``n_correct``, ``n_wrong``, ``n_failed``,
     ``duration_s``) gets the request rate and the goodput as lines. A
     regression run has no right or wrong: its answered requests are one part.
@@ -454,19 +469,33 @@ def plot_throughput(levels: pd.DataFrame, *, title: str = "", run_name: str = ""
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
         return fig
+    # the parts from the counts, then as rates: a difference of rates leaves a rounding crumb, drawn as a part;
+    # a cut-short reply is counted among the failed (it is not ok) but drawn as its own part
+    cut_count = np.nan_to_num(_column(ordered, "n_cut_short"))
+    derived = {
+        "n_unlabelled": np.clip(
+            _column(ordered, "n_ok") - _column(ordered, "n_correct") - _column(ordered, "n_wrong"), 0, None
+        ),
+        "n_cut_short": cut_count,
+        "n_failed_other": np.clip(_column(ordered, "n_failed") - cut_count, 0, None),
+    }
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_s = {c: _column(ordered, c) / ordered["duration_s"].to_numpy(dtype=float) for c in counts[:-1]}
-    scored = per_s["n_correct"] + per_s["n_wrong"]
+        duration = ordered["duration_s"].to_numpy(dtype=float)
+        per_s = {c: _column(ordered, c) / duration for c in counts[:-1]}
+        per_s |= {c: values / duration for c, values in derived.items()}
     judged = bool(np.isfinite(_column(ordered, "accuracy")).any())
     if judged:
         parts = [
             ("answered, right", per_s["n_correct"], _CORRECT, ""),
             ("answered, wrong", per_s["n_wrong"], _WRONG, ""),
-            ("answered, no label", np.clip(per_s["n_ok"] - scored, 0, None), _UNLABELLED, ""),
+            ("answered, no label", per_s["n_unlabelled"], _UNLABELLED, ""),
         ]
     else:
         parts = [("answered", per_s["n_ok"], _CORRECT, "")]
-    parts.append(("failed (error, timeout or shed)", per_s["n_failed"], _FAILED, "//"))
+    cut_short = np.nan_to_num(per_s["n_cut_short"])
+    if cut_short.any():
+        parts.append(("cut short (no answer in the reply)", cut_short, _CUT_SHORT, "xx"))
+    parts.append(("failed (error, timeout or shed)", per_s["n_failed_other"], _FAILED, "//"))
     positions = np.arange(len(ordered))
     bottom = np.zeros(len(ordered))
     for label, values, color, hatch in parts:
@@ -494,13 +523,15 @@ def plot_throughput(levels: pd.DataFrame, *, title: str = "", run_name: str = ""
             marker="D",
             markersize=5,
             linewidth=1.2,
-            label="goodput (right within the latency SLO)",
+            label="goodput (right within the SLO)",
         )
     if unit == "req/s":
         ax.hlines(x, positions - 0.35, positions + 0.35, color="black", linewidth=2.0, zorder=4, label="offered rate")
-    failed_share = np.nan_to_num(per_s["n_failed"] / np.where(total > 0, total, np.nan))
+    failed_share = np.nan_to_num(parts[-1][1] / np.where(total > 0, total, np.nan))
+    cut_share = np.nan_to_num(cut_short / np.where(total > 0, total, np.nan))
     for i, row in enumerate(ordered.to_dict("records")):
-        label = f"{total[i]:,.0f}/s" + (f"\n{failed_share[i]:.0%} failed" if failed_share[i] >= 0.005 else "")
+        label = f"{total[i]:,.0f}/s" + (f"\n{_share(cut_share[i])} cut short" if cut_share[i] >= 0.005 else "")
+        label += f"\n{_share(failed_share[i])} failed" if failed_share[i] >= 0.005 else ""
         ax.annotate(
             label,
             (positions[i], total[i]),
@@ -509,7 +540,7 @@ def plot_throughput(levels: pd.DataFrame, *, title: str = "", run_name: str = ""
             ha="center",
             va="bottom",
             fontsize="small",
-            color=_BAD if failed_share[i] >= 0.005 else "black",
+            color=_BAD if failed_share[i] + cut_share[i] >= 0.005 else "black",
         )
         text = "\n".join(
             [
@@ -532,6 +563,202 @@ def plot_throughput(levels: pd.DataFrame, *, title: str = "", run_name: str = ""
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small", loc="upper left")
     return fig
+
+
+#: The token-latency panels of :func:`plot_tokens`: y-axis label, and each curve's column, label, colour and style.
+_TOKEN_PANELS: tuple[tuple[str, tuple[tuple[str, str, str, str], ...]], ...] = (
+    (
+        "time to first token (ms)",
+        (("p50_ttft_ms", "TTFT p50", _P50, "solid"), ("p95_ttft_ms", "TTFT p95", _P95, "dashed")),
+    ),
+    (
+        "time per output token (ms)",
+        (("p50_tpot_ms", "TPOT p50", _P50, "solid"), ("p95_tpot_ms", "TPOT p95", _P95, "dashed")),
+    ),
+    (
+        "tokens per second",
+        (
+            ("output_tokens_per_s", "output tokens/s", "tab:gray", "solid"),
+            ("token_goodput_tps", "token goodput (right, within the SLOs)", "black", "dashed"),
+        ),
+    ),
+)
+
+
+def _has_token_latencies(levels: pd.DataFrame) -> bool:
+    """Whether a level table holds a time to first token at some level: streamed LLM replies were measured.
+
+    >>> _has_token_latencies(pd.DataFrame({"level": [0], "p50_ttft_ms": [np.nan]}))
+    False
+    """
+    return any(
+        c in levels.columns and bool(np.isfinite(levels[c].to_numpy(dtype=float)).any())
+        for c in ("p50_ttft_ms", "p95_ttft_ms")
+    )
+
+
+def plot_tokens(
+    levels: pd.DataFrame,
+    *,
+    knee: Knee | None = None,
+    slo_ttft_ms: float | None = None,
+    slo_tpot_ms: float | None = None,
+    title: str = "",
+    run_name: str = "",
+) -> Figure:
+    """Accuracy beside the token latencies and token rates of an LLM run, on one load axis.
+
+    Panels, top to bottom: accuracy over every request (a failed or cut-short
+    reply is a wrong answer there) with its 95 % band, red crosses on the
+    levels significantly worse than baseline; time to first token (TTFT) p50
+    and p95; time per output token (TPOT) p50 and p95; output tokens per
+    second and token goodput (output tokens of right answers within the SLOs).
+    A panel whose figures no level has is left out (a run without streaming
+    has no TTFT). The breaking level (red dashed) and the last good one
+    (green dotted) cross every panel, so a token latency that climbs where
+    accuracy falls reads as one story; the TTFT and TPOT limits of the
+    scenario's SLO are red lines in their panels.
+
+    Examples
+    --------
+    >>> levels = pd.DataFrame({"level": [0, 1], "users": [1.0, 8.0], "accuracy": [0.9, 0.8],
+    ...     "effective_accuracy": [0.9, 0.6], "degraded": [False, True], "p50_ttft_ms": [40.0, 300.0],
+    ...     "p95_ttft_ms": [60.0, 900.0], "p50_tpot_ms": [8.0, 20.0], "p95_tpot_ms": [10.0, 35.0]})
+    >>> fig = plot_tokens(levels, slo_ttft_ms=500)
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['accuracy (%)', 'time to first token (ms)', 'time per output token (ms)']
+    >>> fig.axes[1].get_legend_handles_labels()[1]
+    ['TTFT p50', 'TTFT p95', 'SLO 500 ms']
+    """
+    ordered = _check_levels(levels, ["effective_accuracy"])
+    x, x_label = _offered(ordered)
+    unit = load_unit(ordered)
+    panels = [
+        (label, curves)
+        for label, curves in _TOKEN_PANELS
+        if any(np.isfinite(_column(ordered, column)).any() for column, *_ in curves)
+    ]
+    limits = {"p50_ttft_ms": slo_ttft_ms, "p50_tpot_ms": slo_tpot_ms}
+    fig = _Chart(figsize=(_SIZE[0], 3.0 + 2.3 * max(len(panels), 1)), layout="constrained")
+    grid = fig.add_gridspec(1 + max(len(panels), 1), 1, height_ratios=(2.0, *([1.4] * max(len(panels), 1))))
+    ax = fig.add_subplot(grid[0])
+    axes = [ax] + [fig.add_subplot(grid[i + 1], sharex=ax) for i in range(max(len(panels), 1))]
+    # accuracy over every request, the verdict's curve
+    accuracy = 100 * _column(ordered, "effective_accuracy")
+    low, high = 100 * _column(ordered, "effective_accuracy_low"), 100 * _column(ordered, "effective_accuracy_high")
+    if np.isfinite(low).any():
+        ax.fill_between(x, low, high, color=_ALL, alpha=0.25, linewidth=0, zorder=1, label="95 % interval")
+    ax.plot(x, accuracy, color=_ALL, linewidth=2.2, marker="o", markersize=6, zorder=3, label="all requests")
+    verdict = _flags(ordered, "degraded")
+    if verdict is not None and verdict.any():
+        ax.scatter(
+            x[verdict],
+            accuracy[verdict],
+            marker="X",
+            s=110,
+            color=_BAD,
+            edgecolors="white",
+            linewidths=0.8,
+            zorder=5,
+            label="significantly worse",
+        )
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-3, 112)
+    ax.set_yticks(np.arange(0, 101, 20))
+    ax.legend(
+        loc="lower left",
+        fontsize="small",
+        title="over every request (failed, cut short = wrong)",
+        title_fontsize="small",
+    )
+    bad_load, good_load, judged = _breaks(ordered, x, knee, verdict)
+    if bad_load is not None:
+        if good_load is not None:
+            _line_label(ax, good_load, f"last good: {good_load:g} {unit}", color=_GOOD, left=True)
+        _line_label(ax, bad_load, f"breaks at {bad_load:g} {unit}", color=_BAD, bold=True)
+    elif judged and len(x):
+        _line_label(
+            ax, float(x[0]), f"no level significantly worse than baseline, up to {x.max():g} {unit}", color=_GOOD
+        )
+    # token latencies and rates
+    for panel, (label, curves) in zip(axes[1:], panels, strict=False):
+        for column, name, color, style in curves:
+            values = _column(ordered, column)
+            if not np.isfinite(values).any():
+                continue
+            solid = style == "solid"
+            panel.plot(
+                x,
+                values,
+                color=color,
+                linewidth=2.0 if solid else 1.6,
+                linestyle="-" if solid else (0, (5, 3)),
+                marker="o" if solid else "s",
+                markersize=5 if solid else 6,
+                markerfacecolor=color if solid else "none",
+                label=name,
+            )
+        limit = limits.get(curves[0][0])
+        if limit is not None:
+            panel.axhline(limit, color=_BAD, linestyle="--", linewidth=1.2, label=f"SLO {limit:g} ms")
+        panel.set_ylabel(label)
+        # room above the highest point (or limit) for the legend, which sits where the curves start, low
+        top = np.nanmax([*(np.nanmax(_column(ordered, c), initial=0.0) for c, *_ in curves), limit or 0.0, 1e-9])
+        panel.set_ylim(0, 1.35 * float(top))
+        panel.legend(loc="upper left", fontsize="small")
+    if not panels:
+        _empty_note(axes[1], "no token latencies: no level has a streamed reply")
+        axes[1].set_yticks([])
+    for panel in axes:
+        if bad_load is not None:
+            if good_load is not None:
+                panel.axvline(good_load, color=_GOOD, linestyle=":", linewidth=1.4, zorder=2)
+            panel.axvline(bad_load, color=_BAD, linestyle="--", linewidth=1.4, zorder=2)
+        panel.grid(alpha=0.3)
+        if panel is not axes[-1]:
+            panel.tick_params(labelbottom=False)
+    axes[-1].set_xlabel(x_label)
+    for i, row in enumerate(ordered.to_dict("records")):
+        text = _tokens_tip(row, unit, verdict is not None and bool(verdict[i]))
+        _tip(fig, ax, float(x[i]), float(accuracy[i]), text)
+        for panel, (_, curves) in zip(axes[1:], panels, strict=False):
+            for column, *_ in curves:
+                _tip(fig, panel, float(x[i]), _num(row, column), text)
+    ax.set_title(_title("Accuracy and token latencies against load", title, run_name))
+    return fig
+
+
+def _tokens_tip(row: Mapping[Hashable, Any], unit: str, worse: bool) -> str:
+    def ms(name: str) -> str:
+        value = _num(row, name)
+        return f"{value:,.1f} ms" if np.isfinite(value) else "-"
+
+    def rate(name: str) -> str:
+        value = _num(row, name)
+        return f"{value:,.1f}" if np.isfinite(value) else "-"
+
+    lines = [
+        _level_name(row, unit),
+        "all requests: "
+        + _interval(*(_num(row, f"effective_accuracy{s}") for s in ("", "_low", "_high")))
+        + (" (significantly worse than baseline)" if worse else ""),
+        f"TTFT p50 {ms('p50_ttft_ms')}, p95 {ms('p95_ttft_ms')}, p99 {ms('p99_ttft_ms')}",
+        f"TPOT p50 {ms('p50_tpot_ms')}, p95 {ms('p95_tpot_ms')}, p99 {ms('p99_tpot_ms')}",
+        f"ITL p50 {ms('p50_itl_ms')}, p95 {ms('p95_itl_ms')}; E2E p95 {ms('p95_ms')}",
+        f"output {rate('output_tokens_per_s')} tokens/s, token goodput {rate('token_goodput_tps')} tokens/s",
+    ]
+    cut = _num(row, "n_cut_short")
+    if np.isfinite(cut) and cut > 0:
+        reasons = [
+            f"{reason.replace('_', ' ')} {_count(_num(row, f'n_cut_short_{reason}'))}"
+            for reason in ("empty", "length", "no_end")
+            if _num(row, f"n_cut_short_{reason}") > 0
+        ]
+        lines.append(
+            f"{_count(cut)} of {_count(_num(row, 'n'))} replies cut short"
+            + (f" ({', '.join(reasons)})" if reasons else "")
+        )
+    return "\n".join(lines)
 
 
 def plot_resources(levels: pd.DataFrame, *, title: str = "", run_name: str = "") -> Figure:
@@ -573,13 +800,14 @@ _ERROR_COLOURS = {
     "error_rate_connection": "#76b7b2",
     "error_rate_decode": "#4e79a7",
     "error_rate_extract": "#bab0ac",
+    "error_rate_cut_short": _CUT_SHORT,
 }
 #: Stacked classes of failure in the errors chart: HTTP errors split by what they mean, then the other kinds.
 _ERROR_STACK = (
     ("error_rate_shed", "shed (HTTP 429/503)"),
     ("error_rate_client", "client error (other 3xx/4xx)"),
     ("error_rate_server", "server error (other HTTP)"),
-    *((f"error_rate_{k}", k) for k in ERROR_KINDS if k != "http"),
+    *((f"error_rate_{k}", k.replace("_", " ")) for k in ERROR_KINDS if k != "http"),
 )
 
 
@@ -602,7 +830,7 @@ def plot_errors(levels: pd.DataFrame, *, title: str = "", run_name: str = "") ->
     """
     ordered = _check_levels(levels, ["error_rate"])
     split = "error_rate_shed" in ordered.columns
-    stack = _ERROR_STACK if split else tuple((f"error_rate_{k}", k) for k in ERROR_KINDS)
+    stack = _ERROR_STACK if split else tuple((f"error_rate_{k}", k.replace("_", " ")) for k in ERROR_KINDS)
     stack = tuple((column, label) for column, label in stack if column in ordered.columns)
     fig = _Chart(figsize=_SIZE, layout="constrained")
     ax = fig.add_subplot()
@@ -613,7 +841,7 @@ def plot_errors(levels: pd.DataFrame, *, title: str = "", run_name: str = "") ->
         values = 100 * ordered[column].to_numpy(dtype=float)
         if not np.nan_to_num(values).any():
             continue
-        hatch = "//" if column == "error_rate_shed" else ""
+        hatch = {"error_rate_shed": "//", "error_rate_cut_short": "xx"}.get(column, "")
         colour = _ERROR_COLOURS.get(column)
         ax.bar(
             positions,
@@ -1066,6 +1294,17 @@ def _confusion_title(which: str, headline: LevelHeadline, unit: str) -> str:
     return f"{which}: {load:g} {unit}\n{headline.n:,} requests, {lost}"
 
 
+def _slo_limit(analysis: RunAnalysis, key: str) -> float | None:
+    """A limit of the scenario's ``slo`` section (``ttft_ms``, ``tpot_ms``), None when the run set none."""
+    scenario = analysis.run.info.get("scenario")
+    slo = scenario.get("slo") if isinstance(scenario, Mapping) else None
+    value = slo.get(key) if isinstance(slo, Mapping) else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str], *, dpi: float = PNG_DPI) -> dict[str, Path]:
     """Write every chart that applies to the run into ``out_dir``, each as ``NAME.svg`` and ``NAME.png``.
 
@@ -1092,6 +1331,14 @@ def write_charts(analysis: RunAnalysis, out_dir: str | os.PathLike[str], *, dpi:
     figures["latency.png"] = plot_latency(levels, slo_latency_ms=summary.slo_latency_ms, run_name=name)
     figures["throughput.png"] = plot_throughput(levels, run_name=name)
     figures["errors.png"] = plot_errors(levels, run_name=name)
+    if _has_token_latencies(levels):
+        figures["tokens.png"] = plot_tokens(
+            levels,
+            knee=summary.quality_knee,
+            slo_ttft_ms=_slo_limit(analysis, "ttft_ms"),
+            slo_tpot_ms=_slo_limit(analysis, "tpot_ms"),
+            run_name=name,
+        )
     if "cpu_percent" in levels.columns or "rss_bytes" in levels.columns:
         figures["resources.png"] = plot_resources(levels, run_name=name)
     # only the columns the charts read: filtering the whole frame would copy every column of every record

@@ -14,17 +14,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loadgrade.analysis.degradation import METRICS, Knee, degradation_table, find_knee, load_order, load_unit
+from loadgrade.analysis.degradation import (
+    METRICS,
+    Knee,
+    answer_drift,
+    degradation_table,
+    find_knee,
+    load_order,
+    load_unit,
+)
 from loadgrade.analysis.errors import AnalysisInputError
 from loadgrade.analysis.io import Progress, RunData, load_run, output_dir, wants_progress
 from loadgrade.analysis.join import JoinSummary, join_truth
 from loadgrade.analysis.levels import assign_levels
-from loadgrade.analysis.metrics import level_table
+from loadgrade.analysis.metrics import CUT_SHORT_REASONS, FINISH_REASONS, level_table
 from loadgrade.analysis.resources import correct_per_cpu_second, read_resources, resources_by_level
-from loadgrade.analysis.rules import Rule, check_rules, parse_rule
+from loadgrade.analysis.rules import CAPACITY_METRICS, Rule, check_rules, parse_rule
 
 __all__ = [
+    "LLMSummary",
     "LevelHeadline",
+    "LevelLLM",
     "RunAnalysis",
     "Summary",
     "analyse_run",
@@ -53,6 +63,78 @@ METRIC_WORDS = {
 }
 # Levels listed one warning each for not covering the dataset; more are summed up in one warning.
 _COVERAGE_WARNINGS = 3
+
+
+@dataclass(frozen=True)
+class LevelLLM:
+    """The LLM figures of one level: token latencies of streamed replies (ms), tokens, cut-short replies."""
+
+    p50_ttft_ms: float | None
+    """Median time to first token of successful streamed replies."""
+    p95_ttft_ms: float | None
+    """95th percentile time to first token."""
+    p99_ttft_ms: float | None
+    """99th percentile time to first token."""
+    p50_tpot_ms: float | None
+    """Median time per output token after the first."""
+    p95_tpot_ms: float | None
+    """95th percentile time per output token."""
+    p99_tpot_ms: float | None
+    """99th percentile time per output token."""
+    p95_itl_ms: float | None
+    """95th percentile of each reply's mean inter-token gap."""
+    max_itl_ms: float | None
+    """The longest gap between two tokens of any successful reply."""
+    output_tokens_per_s: float | None
+    """Output tokens of the successful replies per second."""
+    token_goodput_tps: float | None
+    """Output tokens of the correct answers within every SLO limit, per second."""
+    mean_output_tokens: float | None
+    """Mean completion length of a successful reply, in tokens."""
+    n_cut_short: int
+    """Replies cut short: lost answers, neither wrong answers nor transport failures."""
+    cut_short_rate: float | None
+    """Their share of the level's requests."""
+    cut_short: dict[str, int]
+    """The cut-short replies by reason (``empty``, ``length``, ``no_end``)."""
+    finish_reasons: dict[str, int]
+    """Every request by ``finish_reason``: ``stop``, ``length``, ``other``, ``none`` (none recorded)."""
+
+
+@dataclass(frozen=True)
+class LLMSummary:
+    """The LLM figures of a whole run (``summary.json``'s ``llm``), beside each headline level's ``llm``."""
+
+    streamed: bool
+    """Whether any reply was streamed (has a time to first token)."""
+    slo_ttft_ms: float | None
+    """Time-to-first-token limit goodput requires, if any."""
+    slo_tpot_ms: float | None
+    """Time-per-output-token limit goodput requires, if any."""
+    p95_ttft_ms_baseline: float | None
+    """95th percentile TTFT at the baseline."""
+    p95_ttft_ms_breaks_at: float | None
+    """The same where quality breaks (the first degraded level); None when no level is."""
+    p95_ttft_ms_highest_load: float | None
+    """The same at the highest load."""
+    p95_tpot_ms_baseline: float | None
+    """95th percentile TPOT at the baseline."""
+    p95_tpot_ms_breaks_at: float | None
+    """The same where quality breaks."""
+    p95_tpot_ms_highest_load: float | None
+    """The same at the highest load."""
+    max_output_tokens_per_s: float | None
+    """Best output tokens per second over all levels."""
+    max_token_goodput_tps: float | None
+    """Best token goodput over all levels."""
+    n_output_tokens: int
+    """Output tokens of every successful reply of the levels."""
+    n_cut_short: int
+    """Replies cut short over the levels."""
+    cut_short: dict[str, int]
+    """Those by reason (``empty``, ``length``, ``no_end``; ``other`` for a reason not known)."""
+    finish_reasons: dict[str, int]
+    """Every request of the levels by ``finish_reason`` (``stop``, ``length``, ``other``, ``none``)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +203,8 @@ class LevelHeadline:
     """The failures by kind and HTTP status, most frequent first: ``"http 503: 850; timeout: 12"``."""
     chance_accuracy: float | None = None
     """Classification: what always answering the most frequent label would score here (at least 1/classes)."""
+    llm: LevelLLM | None = None
+    """LLM runs: token latencies, output tokens per second, token goodput, cut-short replies; None otherwise."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +289,8 @@ class Summary:
     tested: dict[str, str] = field(default_factory=dict)
     """What was tested, label to text (run, scenario, endpoint, protocol, dataset, load, load generator, started,
     duration, versions): the header of report.html (see :func:`describe_run`)."""
+    llm: LLMSummary | None = None
+    """LLM runs (records with token figures, a ``finish_reason`` or reply text): the run's LLM figures."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +360,37 @@ def _headline(row: pd.Series) -> LevelHeadline:
         error_rate_server=get("error_rate_server"),
         failures=str(row["failures"]) if "failures" in row.index and isinstance(row["failures"], str) else "",
         chance_accuracy=get("chance_accuracy"),
+        llm=_level_llm(row),
+    )
+
+
+def _level_llm(row: pd.Series) -> LevelLLM | None:
+    """The LLM figures of a level row; None for a level table without them."""
+    if "output_tokens_per_s" not in row.index:
+        return None
+
+    def get(name: str) -> float | None:
+        return _optional(row[name]) if name in row.index else None
+
+    def count(name: str) -> int:
+        return _count(row[name]) or 0 if name in row.index else 0
+
+    return LevelLLM(
+        p50_ttft_ms=get("p50_ttft_ms"),
+        p95_ttft_ms=get("p95_ttft_ms"),
+        p99_ttft_ms=get("p99_ttft_ms"),
+        p50_tpot_ms=get("p50_tpot_ms"),
+        p95_tpot_ms=get("p95_tpot_ms"),
+        p99_tpot_ms=get("p99_tpot_ms"),
+        p95_itl_ms=get("p95_itl_ms"),
+        max_itl_ms=get("max_itl_ms"),
+        output_tokens_per_s=get("output_tokens_per_s"),
+        token_goodput_tps=get("token_goodput_tps"),
+        mean_output_tokens=get("mean_output_tokens"),
+        n_cut_short=count("n_cut_short"),
+        cut_short_rate=get("error_rate_cut_short"),
+        cut_short={reason: count(f"n_cut_short_{reason}") for reason in CUT_SHORT_REASONS},
+        finish_reasons={reason: count(f"n_finish_{reason}") for reason in FINISH_REASONS},
     )
 
 
@@ -621,20 +738,65 @@ def failure_shares(failures: str, n: float) -> str:
     return "; ".join(parts)
 
 
-def _failure_counts(failures: Any) -> str:
+def _failure_counts(failures: Any, *, cut_short: bool = True) -> str:
     """``"http 503: 850; timeout: 12"`` as a person reads it: ``"HTTP 503 ×850, timeout ×12"``.
 
-    >>> _failure_counts("http 503: 850; timeout: 12; http: 2")
-    'HTTP 503 ×850, timeout ×12, HTTP ×2'
+    ``cut_short=False`` leaves the cut-short replies out: what failed in transport or format alone.
+
+    >>> _failure_counts("http 503: 850; timeout: 12; http: 2; cut_short: 3")
+    'HTTP 503 ×850, timeout ×12, HTTP ×2, cut short ×3'
+    >>> _failure_counts("cut_short: 3; timeout: 1", cut_short=False)
+    'timeout ×1'
     """
     if not isinstance(failures, str) or not failures:
         return ""
     parts = []
     for part in failures.split("; "):
         name, _, count = part.rpartition(": ")
+        if name == "cut_short" and not cut_short:
+            continue
         name = "HTTP" + name[4:] if name == "http" or name.startswith("http ") else name
+        name = "cut short" if name == "cut_short" else name
         parts.append(f"{name} ×{count}" if name and count.isdigit() else part)
     return ", ".join(parts)
+
+
+#: How each reason a reply was cut short reads in a sentence.
+_CUT_SHORT_WORDS = {"length": "finish_reason length", "empty": "empty", "no_end": "no end", "other": "other"}
+
+
+def _n_cut(row: Mapping[Any, Any]) -> float:
+    """Replies cut short at a level (0 for a table without them)."""
+    n_cut = _number(row, "n_cut_short")
+    if n_cut != n_cut:
+        n_cut = _number(row, "error_rate_cut_short") * _number(row, "n")
+    return 0.0 if n_cut != n_cut else n_cut
+
+
+def _cut_reasons(row: Mapping[Any, Any]) -> str:
+    """``"finish_reason length ×120, empty ×100, no end ×92"``: why a level's replies were cut short, most first.
+
+    >>> _cut_reasons({"n_cut_short": 5, "n_cut_short_empty": 1, "n_cut_short_length": 3, "n_cut_short_no_end": 0})
+    'finish_reason length ×3, empty ×1, other ×1'
+    """
+    counts = {reason: _number(row, f"n_cut_short_{reason}") for reason in CUT_SHORT_REASONS}
+    known = {reason: count for reason, count in counts.items() if count == count}
+    if not known:
+        return ""
+    other = _n_cut(row) - sum(known.values())
+    if other > 0:
+        known["other"] = other
+    order = list(_CUT_SHORT_WORDS)
+    ordered = sorted(((c, r) for r, c in known.items() if c > 0), key=lambda item: (-item[0], order.index(item[1])))
+    return ", ".join(f"{_CUT_SHORT_WORDS[reason]} ×{count:.0f}" for count, reason in ordered)
+
+
+def _failed_verb(row: Mapping[Any, Any]) -> str:
+    """``failed``, ``were cut short``, or both: what happened to a level's requests without an answer."""
+    n_cut = _n_cut(row)
+    if not n_cut:
+        return "failed"
+    return "were cut short" if n_cut >= _n_failed(row) else "failed or were cut short"
 
 
 def _load_words(value: float, unit: str) -> str:
@@ -682,11 +844,20 @@ def _n_failed(row: Mapping[Any, Any]) -> float:
 
 
 def _failed_clause(row: Mapping[Any, Any]) -> str:
+    """``12.0 % of requests failed (HTTP 503 ×120)``; replies cut short are said apart, with their reasons."""
     n_failed, n = _n_failed(row), _number(row, "n")
     if not n_failed:
         return "no request failed"
-    kinds = _failure_counts(row.get("failures"))
-    return f"{_share(n_failed / n)} of requests failed" + (f" ({kinds})" if kinds else "")
+    n_cut = _n_cut(row)
+    kinds = _failure_counts(row.get("failures"), cut_short=not n_cut)
+    parts = []
+    if n_failed - n_cut > 0:
+        parts.append(f"{_share((n_failed - n_cut) / n)} of requests failed" + (f" ({kinds})" if kinds else ""))
+    if n_cut:
+        reasons = _cut_reasons(row)
+        of = "" if parts else " of requests"
+        parts.append(f"{_share(n_cut / n)}{of} were cut short" + (f" ({reasons})" if reasons else ""))
+    return ", ".join(parts)
 
 
 def _change(row: Mapping[Any, Any], base: Mapping[Any, Any], metric: str, confidence: float) -> str:
@@ -711,54 +882,85 @@ def _points(share: float) -> str:
     return f"{round(100 * share, 1) + 0.0:+.1f}"
 
 
+#: The causes of a drop, in the order a sentence names them, and the part of a level each counts.
+_CAUSES = {"failed requests": "failed", "cut-short replies": "cut_short", "wrong answers": "wrong"}
+
+
 def _cause(row: Mapping[Any, Any], base: Mapping[Any, Any], metric: str, tolerance: float) -> str:
-    """What the drop of a level is made of: failed requests, wrong answers, or both (and which mostly)."""
+    """What the drop of a level is made of: failed requests, cut-short replies, wrong answers, or several (and
+    which mostly)."""
     if metric != "effective_accuracy":
         return "wrong answers"
     drop = _drop(row, base, metric)
     base_accuracy = _number(base, "accuracy")
     base_accuracy = 1.0 if base_accuracy != base_accuracy else base_accuracy
-    # the answers the extra failures cost, had they been answered as well as at the baseline
-    lost = max(_number(row, "error_rate") - _number(base, "error_rate"), 0.0) * base_accuracy
-    lost = 0.0 if lost != lost else lost
-    wrong = drop - lost
-    if wrong <= tolerance:
-        return "failed requests"
-    if lost <= tolerance:
-        return "wrong answers"
-    if lost >= 2 * wrong:
-        return "mostly failed requests"
-    if wrong >= 2 * lost:
-        return "mostly wrong answers"
-    return "failed requests and wrong answers"
+
+    def share_lost(share: float, base_share: float) -> float:
+        # the answers the extra losses cost, had they been answered as well as at the baseline
+        lost = max(share - base_share, 0.0) * base_accuracy
+        return 0.0 if lost != lost else lost
+
+    cut, base_cut = (_n_cut(r) / _number(r, "n") if _number(r, "n") else 0.0 for r in (row, base))
+    failed = share_lost(_number(row, "error_rate") - cut, _number(base, "error_rate") - base_cut)
+    cut_short = share_lost(cut, base_cut)
+    parts = dict(zip(_CAUSES, (failed, cut_short, drop - failed - cut_short), strict=True))
+    significant = [name for name, part in parts.items() if part > tolerance]
+    if not significant:
+        # nothing beyond the tolerance: the larger of the losses (what the table shows most of)
+        return "cut-short replies" if cut_short > failed else "failed requests"
+    if len(significant) == 1:
+        return significant[0]
+    first, second = sorted(significant, key=lambda name: -parts[name])[:2]
+    if parts[first] >= 2 * parts[second]:
+        return f"mostly {first}"
+    return " and ".join([", ".join(significant[:-1]), significant[-1]])
 
 
-def _composition(row: Mapping[Any, Any], base: Mapping[Any, Any], *, failed_first: bool) -> str:
+def _lead(why: str) -> str:
+    """The part of a level (``failed``, ``cut_short``, ``wrong``) the cause names first.
+
+    >>> _lead("mostly cut-short replies"), _lead("failed requests, cut-short replies and wrong answers")
+    ('cut_short', 'failed')
+    """
+    first = why.removeprefix("mostly ").split(" and ")[0].split(", ")[0]
+    return _CAUSES.get(first, "wrong")
+
+
+def _composition(row: Mapping[Any, Any], base: Mapping[Any, Any], *, lead: str) -> str:
     """The requests of a level that got no right answer, by why: ``586 of 3437 requests answered wrongly (17.1 %,
-    2.7 % at baseline), none failed``."""
+    2.7 % at baseline), none failed``; replies cut short, when there are any, apart from the failed requests.
+    ``lead`` (``failed``, ``cut_short`` or ``wrong``) is the part said first."""
     n = _number(row, "n")
-    n_failed, base_failed = _n_failed(row), _n_failed(base)
+    n_cut, base_cut = _n_cut(row), _n_cut(base)
+    n_failed, base_failed = _n_failed(row) - n_cut, _n_failed(base) - base_cut
     n_wrong = _number(row, "n_wrong")
     wrong_rate, base_wrong = _number(row, "wrong_rate"), _number(base, "wrong_rate")
     if n_wrong != n_wrong and wrong_rate == wrong_rate:
         n_wrong = wrong_rate * n
     if wrong_rate != wrong_rate and n_wrong == n_wrong and n:
         wrong_rate = n_wrong / n
-    kinds = _failure_counts(row.get("failures"))
-    parts: list[tuple[str, str]] = []  # (count, what happened to them)
+    kinds = _failure_counts(row.get("failures"), cut_short=not (n_cut or base_cut))
+    parts: dict[str, tuple[str, str]] = {}  # part: (count, what happened to them)
     if n_failed:
         at_base = f", {_share(base_failed / _number(base, 'n'))} at baseline" if base_failed else ""
-        parts.append(
-            (f"{n_failed:.0f}", f"failed ({_share(n_failed / n)}{at_base}" + (f": {kinds})" if kinds else ")"))
+        parts["failed"] = (
+            f"{n_failed:.0f}",
+            f"failed ({_share(n_failed / n)}{at_base}" + (f": {kinds})" if kinds else ")"),
         )
     else:
-        parts.append(("none", "failed"))
+        parts["failed"] = ("none", "failed")
+    if n_cut:
+        at_base = f", {_share(base_cut / _number(base, 'n'))} at baseline" if base_cut else ""
+        reasons = _cut_reasons(row)
+        parts["cut_short"] = (
+            f"{n_cut:.0f}",
+            f"cut short ({_share(n_cut / n)}{at_base}" + (f": {reasons})" if reasons else ")"),
+        )
     if n_wrong == n_wrong and _number(row, "n_ok") != 0:  # nothing answered: nothing answered wrongly either
         at_base = f", {_share(base_wrong)} at baseline" if base_wrong == base_wrong else ""
-        parts.append((f"{n_wrong:.0f}", f"answered wrongly ({_share(wrong_rate)}{at_base})"))
-    if not failed_first:
-        parts.reverse()
-    (count, what), rest = parts[0], parts[1:]
+        parts["wrong"] = (f"{n_wrong:.0f}", f"answered wrongly ({_share(wrong_rate)}{at_base})")
+    order = [lead, *(part for part in ("failed", "cut_short", "wrong") if part != lead)]
+    (count, what), *rest = [parts[part] for part in order if part in parts]
     if count == "none":
         head = f"no request {what}"
     elif count == f"{n:.0f}":
@@ -779,11 +981,10 @@ def _most_failed(ordered: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def _failures_at(row: Mapping[Any, Any], unit: str, repeated: frozenset[float]) -> str:
-    """``72.5 % of requests failed at 16 users (HTTP 503 ×20327)``."""
+    """``72.5 % of requests failed at 16 users (HTTP 503 ×20327)``; ``were cut short`` for replies cut short."""
     kinds = _failure_counts(row.get("failures"))
-    return f"{_share(_number(row, 'error_rate'))} of requests failed at {_at(row, unit, repeated)}" + (
-        f" ({kinds})" if kinds else ""
-    )
+    where = f"{_share(_number(row, 'error_rate'))} of requests {_failed_verb(row)} at {_at(row, unit, repeated)}"
+    return where + (f" ({kinds})" if kinds else "")
 
 
 def _quality_caveat(
@@ -815,7 +1016,7 @@ def _quality_caveat(
             if lost == lost and lost > tolerance:
                 kinds = _failure_counts(row.get("failures"))
                 drops.append(
-                    f"at {at} {_share(lost)} more of the requests failed than at the baseline"
+                    f"at {at} {_share(lost)} more of the requests {_failed_verb(row)} than at the baseline"
                     + (f" ({kinds})" if kinds else "")
                     + f", which {METRIC_WORDS[metric]} does not count"
                 )
@@ -900,10 +1101,10 @@ def describe_quality(
     change = _change(row, base, metric, confidence)
     if len(bad):
         why = _cause(row, base, metric, tolerance)
-        composition = _composition(row, base, failed_first="failed" in why.split(" and ")[0])
+        composition = _composition(row, base, lead=_lead(why))
         how = f"mostly through {why.removeprefix('mostly ')}" if why.startswith("mostly ") else f"through {why}"
         return f"quality breaks at {at}: {change}, {how}: {composition}{answered}{elsewhere}"
-    composition = _composition(row, base, failed_first=_n_failed(row) > _number(row, "n_wrong"))
+    composition = _composition(row, base, lead=_largest_part(row))
     caveat = _quality_caveat(ordered, metric=metric, tolerance=tolerance, unit=unit, repeated=repeated)
     if caveat is not None:
         return (
@@ -911,6 +1112,17 @@ def describe_quality(
             f"{composition}{elsewhere}"
         )
     return f"quality holds up to the highest load tested, {at}: {change}; {composition}{answered}{elsewhere}"
+
+
+def _largest_part(row: Mapping[Any, Any]) -> str:
+    """Which of a level's requests without a right answer are the most: ``failed``, ``cut_short`` or ``wrong``
+    (wrong on a tie with failed, as a level with neither reads best)."""
+    n_cut = _n_cut(row)
+    n_failed, n_wrong = _n_failed(row) - n_cut, _number(row, "n_wrong")
+    n_wrong = 0.0 if n_wrong != n_wrong else n_wrong
+    if n_cut > n_wrong and n_cut > n_failed:
+        return "cut_short"
+    return "failed" if n_failed > n_wrong else "wrong"
 
 
 def _protocol_hint(info: Mapping[str, Any]) -> str:
@@ -1033,6 +1245,8 @@ def summarize(
     tolerance: float = DEFAULT_TOLERANCE,
     alpha: float = 0.05,
     slo_latency_ms: float | None = None,
+    slo_ttft_ms: float | None = None,
+    slo_tpot_ms: float | None = None,
     n_records_without_level: int = 0,
     cut_off_bytes: int = 0,
     confidence: float = 0.95,
@@ -1051,6 +1265,8 @@ def summarize(
         ``run.json``.
     metric : {"effective_accuracy", "accuracy"}
         The quality the ``degraded`` column was taken on, for the headline.
+    slo_latency_ms, slo_ttft_ms, slo_tpot_ms : float or None
+        The limits goodput was taken with (see :func:`analysis.level_table`).
     confidence : float, default 0.95
         Level of the intervals, for the headline's label.
     run_dir : str
@@ -1072,8 +1288,28 @@ def summarize(
     assumptions = list(counts.assumptions)
     if counts.task_inferred:
         assumptions.append(f"task inferred from the labels: {counts.task}")
-    if slo_latency_ms is None:
+    llm = "output_tokens_per_s" in levels.columns
+    limits = [
+        f"{name} ≤ {value:g} ms"
+        for name, value in (("E2E", slo_latency_ms), ("TTFT", slo_ttft_ms), ("TPOT", slo_tpot_ms))
+        if value is not None and (llm or name == "E2E")
+    ]
+    if not limits:
         assumptions.append("no latency SLO: goodput counts every correct answer")
+    elif llm:
+        assumptions.append(
+            f"goodput counts the correct answers within {', '.join(limits)} (a reply not streamed is judged on its "
+            "E2E latency for TTFT); token goodput counts their output tokens"
+        )
+    if llm:
+        assumptions.append(
+            "LLM replies: TTFT, TPOT and ITL percentiles are over successful streamed replies (ITL: each reply's mean "
+            "gap; max_itl_ms the longest gap); output tokens/s counts the output tokens of successful replies"
+        )
+        assumptions.append(
+            "a reply cut short (empty, stopped at max_tokens before its answer, or a stream without its end) is a "
+            "lost answer: wrong over every request, not among the answered ones, and said apart from failed requests"
+        )
     if counts.task == "regression":
         assumptions.append("regression: no accuracy, degradation or quality knee; goodput counts successful answers")
     if level_kind == "window":
@@ -1180,6 +1416,50 @@ def summarize(
                 else None
             ),
         ),
+        llm=_llm_summary(ordered, breaks_at, slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms) if llm else None,
+    )
+
+
+def _llm_summary(
+    ordered: pd.DataFrame,
+    breaks_at: LevelHeadline | None,
+    *,
+    slo_ttft_ms: float | None,
+    slo_tpot_ms: float | None,
+) -> LLMSummary:
+    """The run's LLM figures from its level table in load order (with the LLM columns)."""
+    base, top = ordered.iloc[0], ordered.iloc[-1]
+    breaking = ordered[ordered["level"] == breaks_at.level].iloc[0] if breaks_at is not None else None
+
+    def at(row: pd.Series | None, name: str) -> float | None:
+        return None if row is None or name not in row.index else _optional(row[name])
+
+    def best(name: str) -> float | None:
+        return _optional(ordered[name].max()) if name in ordered.columns else None
+
+    def total(name: str) -> int:
+        return int(ordered[name].fillna(0).sum()) if name in ordered.columns else 0
+
+    cut_short = {reason: total(f"n_cut_short_{reason}") for reason in CUT_SHORT_REASONS}
+    n_cut = total("n_cut_short")
+    if n_cut > sum(cut_short.values()):
+        cut_short["other"] = n_cut - sum(cut_short.values())
+    return LLMSummary(
+        streamed="p50_ttft_ms" in ordered.columns and bool(ordered["p50_ttft_ms"].notna().any()),
+        slo_ttft_ms=slo_ttft_ms,
+        slo_tpot_ms=slo_tpot_ms,
+        p95_ttft_ms_baseline=at(base, "p95_ttft_ms"),
+        p95_ttft_ms_breaks_at=at(breaking, "p95_ttft_ms"),
+        p95_ttft_ms_highest_load=at(top, "p95_ttft_ms"),
+        p95_tpot_ms_baseline=at(base, "p95_tpot_ms"),
+        p95_tpot_ms_breaks_at=at(breaking, "p95_tpot_ms"),
+        p95_tpot_ms_highest_load=at(top, "p95_tpot_ms"),
+        max_output_tokens_per_s=best("output_tokens_per_s"),
+        max_token_goodput_tps=best("token_goodput_tps"),
+        n_output_tokens=total("n_output_tokens"),
+        n_cut_short=n_cut,
+        cut_short=cut_short,
+        finish_reasons={reason: total(f"n_finish_{reason}") for reason in FINISH_REASONS},
     )
 
 
@@ -1234,7 +1514,9 @@ def analyse_run(
         drop) with ``accuracy_drop_low``/``accuracy_drop_high``,
         ``marginal_accuracy_drop`` (the same unpaired, over all each level
         sent: context), ``answered_accuracy_drop`` (paired, among answered
-        requests) with its bounds and ``answered_degraded``.
+        requests) with its bounds and ``answered_degraded``. For text answers
+        (task text, or any scenario ``grading``) also ``answer_drift`` and
+        ``n_drift_samples`` (:func:`analysis.degradation.answer_drift`).
     """
     if metric not in METRICS:
         raise AnalysisInputError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
@@ -1245,11 +1527,12 @@ def analyse_run(
     run = load_run(run_dir, truth=truth, progress=progress.bars)
     slo = _slo(run.info)
     slo_latency = _optional(slo.get("latency_ms"))
+    slo_ttft, slo_tpot = _optional(slo.get("ttft_ms")), _optional(slo.get("tpot_ms"))
     if tolerance is None:
         configured = _optional(slo.get("tolerance"))
         tolerance = DEFAULT_TOLERANCE if configured is None else configured
     progress.step(f"joining {len(run.records):,} records with {len(run.truth):,} labelled samples")
-    joined, counts = join_truth(run.records, run.truth, task=task or run.task)
+    joined, counts = join_truth(run.records, run.truth, task=task or run.task, grading=run.grading)
     stages = run.info.get("stages") if isinstance(run.info.get("stages"), list) else None
     level, bounds = assign_levels(
         joined,
@@ -1266,6 +1549,8 @@ def analyse_run(
         bounds,
         task=counts.task,
         slo_latency_ms=slo_latency,
+        slo_ttft_ms=slo_ttft,
+        slo_tpot_ms=slo_tpot,
         confidence=confidence,
         n_dataset=counts.n_truth,
         progress=progress.bars,
@@ -1299,6 +1584,8 @@ def analyse_run(
     if "baseline" in merged.columns:
         merged = merged.rename(columns={"baseline": "is_baseline"})
     merged = merged.merge(_drop_columns(levels, tables), on="level", how="left")
+    if counts.grading is not None or counts.task == "text":  # text answers: same prompt, a different answer?
+        merged = merged.merge(answer_drift(joined, levels, normalise=counts.grading is None), on="level", how="left")
     resources = read_resources(run_dir)
     if resources is not None and not resources.empty:  # what the load cost the served model, level by level
         merged = merged.merge(resources_by_level(resources, bounds), on="level", how="left")
@@ -1314,6 +1601,8 @@ def analyse_run(
         tolerance=tolerance,
         alpha=alpha,
         slo_latency_ms=slo_latency,
+        slo_ttft_ms=slo_ttft,
+        slo_tpot_ms=slo_tpot,
         n_records_without_level=int(level.isna().sum()),
         cut_off_bytes=int(run.records.attrs.get("cut_off_bytes", 0)),
         confidence=confidence,
@@ -1436,18 +1725,22 @@ def describe_knee(
 
 
 # Rule metrics read as a share of requests (shown in %, as the tables show them), after the drops (in points).
-_SHARE_WORDS = ("accuracy", "precision", "recall", "f1", "match", "consistency", "coverage", "rate", "share")
-_CAPACITY_METRICS = ("goodput", "throughput")
+_SHARE_WORDS = ("accuracy", "precision", "recall", "f1", "match", "consistency", "coverage", "rate", "share", "drift")
+_CAPACITY_METRICS = CAPACITY_METRICS
+_TOKEN_RATES = ("output_tokens_per_s", "token_goodput_tps")
 
 
 def format_measure(metric: str, value: float) -> str:
-    """A rule metric's value in the unit the tables use: a share in %, a drop in points, latency in ms.
+    """A rule metric's value in the unit the tables use: a share in %, a drop in points, latency in ms, tokens.
 
     Examples
     --------
     >>> [format_measure(m, v) for m, v in [("accuracy_drop", 0.2561), ("shed_rate", 0.855), ("p95_ms", 33.62),
     ...     ("goodput", 461.5), ("mae", 0.01234), ("inflight_max", 7.0), ("p95_ms", float("nan"))]]
     ['25.6 points', '85.5 %', '33.6 ms', '461.5 req/s', '0.01234', '7 in flight', '–']
+    >>> [format_measure(m, v) for m, v in [("p95_ttft_ms", 412.0), ("output_tokens_per_s", 1520.4),
+    ...     ("token_goodput_tps", 980.0), ("cut_short_rate", 0.012), ("mean_output_tokens", 41.25)]]
+    ['412.0 ms', '1520.4 tok/s', '980.0 tok/s', '1.2 %', '41.2 tokens']
     """
     if value != value:
         return "–"
@@ -1455,6 +1748,10 @@ def format_measure(metric: str, value: float) -> str:
         return f"{100 * value:.1f} points"
     if metric.endswith("_ms"):
         return f"{value:.1f} ms"
+    if metric in _TOKEN_RATES:
+        return f"{value:.1f} tok/s"
+    if metric.endswith("_output_tokens"):
+        return f"{value:.1f} tokens"
     if metric in _CAPACITY_METRICS:
         return f"{value:.1f} req/s"
     if metric.startswith("inflight"):
@@ -1531,7 +1828,11 @@ def format_levels(levels: pd.DataFrame, *, task: str = "classification") -> str:
     429/503 among them. The offered load is the users, or the target rate
     (``rate/s``) in an open-model run; ``req/s`` is what was achieved. With
     scheduled times (open model) the table adds p95 and p99 latency from the
-    scheduled time, the p99 schedule lag and the share of late arrivals.
+    scheduled time, the p99 schedule lag and the share of late arrivals. An
+    LLM run adds the p95 time to first token and time per output token
+    (streamed replies), the output tokens per second of the successful
+    replies and ``cut%``, the replies cut short (counted in ``failed%``
+    too, as they are lost answers, but no transport failure).
 
     Examples
     --------
@@ -1547,6 +1848,12 @@ def format_levels(levels: pd.DataFrame, *, task: str = "classification") -> str:
       late%
         0     50    400     40.0   85.5 [81.7, 88.6]         95.0     10.0    8.0     61.2    900.0   1200.0   1100.0
        25.0
+    >>> print(format_levels(levels.assign(p95_ttft_ms=[212.0], p95_tpot_ms=[18.5], output_tokens_per_s=[1520.4],
+    ...     error_rate_cut_short=[0.02])))  # doctest: +NORMALIZE_WHITESPACE
+    level  users      n    req/s  all requests [95% CI]  answered  failed%  shed%   p95 ms  TTFT p95  TPOT p95
+        tok/s   cut%
+        0      2    400     40.0   85.5 [81.7, 88.6]         95.0     10.0    8.0     61.2     212.0      18.5
+       1520.4    2.0
     """
     ordered = load_order(levels)
     quality = "MAE" if task == "regression" else "all requests [95% CI]"
@@ -1554,6 +1861,8 @@ def format_levels(levels: pd.DataFrame, *, task: str = "classification") -> str:
     scheduled = "p95_sched_ms" in ordered.columns
     offered = ordered["load"] if rate else ordered["users"]
     extra = "  p95 sch  p99 sch  lag p99  late%" if scheduled else ""
+    llm = "output_tokens_per_s" in ordered.columns
+    extra += "  TTFT p95  TPOT p95      tok/s   cut%" if llm else ""
     offered_head = "rate/s" if rate else " users"
     lines = [f"level {offered_head}      n    req/s  {quality:<21}  answered  failed%  shed%   p95 ms{extra}"]
 
@@ -1581,6 +1890,12 @@ def format_levels(levels: pd.DataFrame, *, task: str = "classification") -> str:
             sched = (
                 f" {ms(row['p95_sched_ms'])} {ms(row['p99_sched_ms'])} {ms(row['lag_p99_ms'])} "
                 f"{_pct(row['late_share']):>6}"
+            )
+        if llm:
+            tokens = get(row, "output_tokens_per_s")
+            sched += (
+                f"  {ms(get(row, 'p95_ttft_ms')):>8}  {ms(get(row, 'p95_tpot_ms')):>8} "
+                f"{'-' if tokens != tokens else f'{tokens:.1f}':>10} {_pct(get(row, 'error_rate_cut_short')):>6}"
             )
         offered_cell = format(load, "5g" if rate else "5.0f")
         lines.append(

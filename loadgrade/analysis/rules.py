@@ -2,13 +2,17 @@
 
 A rule holds when it holds at every selected load level: an upper bound
 (``<=``, ``<``) is measured at the level with the highest value, a lower bound
-at the level with the lowest. Capacity metrics (``goodput``, ``throughput``)
+at the level with the lowest. Capacity metrics (``goodput``, ``throughput``,
+``output_tokens_per_s``, ``token_goodput_tps``: see :data:`CAPACITY_METRICS`)
 are the exception: they are measured at the best level, since a run passes
 ``goodput>=100`` when it reached 100 good answers per second somewhere.
 
 Quality counts every request unless a metric says ``answered``: a request
-that failed, timed out or was shed (HTTP 429/503) is a lost answer, which is
-what the client got, so a server cannot pass by refusing the load.
+that failed, timed out or was shed (HTTP 429/503), or an LLM reply cut short,
+is a lost answer, which is what the client got, so a server cannot pass by
+refusing the load. ``goodput`` counts the correct answers per second within
+every SLO limit the scenario gives (``slo.latency_ms``, and for LLM replies
+``slo.ttft_ms`` and ``slo.tpot_ms``).
 
 - ``accuracy``: accuracy over every labelled request, a lost answer counted
   as wrong (the level table's ``effective_accuracy``; ``effective_accuracy``
@@ -25,11 +29,30 @@ what the client got, so a server cannot pass by refusing the load.
   level that shares no sample with the baseline, is judged on the marginal
   drop of the level's figures instead.
 - ``lost_rate`` (wrong or failed, of every request), ``wrong_rate`` (answered
-  but wrong), ``failed_rate`` (= ``error_rate``: every failure),
+  but wrong), ``failed_rate`` (= ``error_rate``: every failure, cut-short
+  replies included),
   ``shed_rate`` (HTTP 429/503), ``client_error_rate`` (other 3xx/4xx: the
-  scenario asks wrongly), ``server_error_rate`` (other HTTP errors), and
-  ``error_rate_<kind>`` per error kind.
+  scenario asks wrongly), ``server_error_rate`` (other HTTP errors),
+  ``cut_short_rate`` (LLM replies cut short: empty, stopped at max_tokens
+  before the answer, or a stream without its end; lost answers, but not
+  failures of the transport), and ``error_rate_<kind>`` per error kind.
 - ``coverage``: share of the dataset's samples a level sent.
+- ``answer_drift`` (text answers, or a ``grading:`` section): share of the
+  samples answered at both the level and the baseline whose answer changed
+  (same prompt, different answer, right or wrong).
+
+Runs against large language models (streamed replies) add, in milliseconds,
+``p50_ttft_ms`` ... ``p99_ttft_ms`` and ``max_ttft_ms`` (time to first token),
+``p50_tpot_ms`` ... ``max_tpot_ms`` (time per output token after the first),
+``p50_itl_ms`` ... ``p99_itl_ms`` (each reply's mean inter-token gap),
+``p99_itl_max_ms`` (each reply's longest gap) and ``max_itl_ms`` (the longest
+gap of all); all are over successful replies, like ``p95_ms`` (the end-to-end
+latency), and named as the level table's columns, like ``p95_sched_ms``. Also
+``output_tokens_per_s`` (output tokens of the successful replies per second)
+and ``token_goodput_tps`` (output tokens of the answers ``goodput`` counts,
+per second), both capacities, and ``mean_output_tokens``. A rule on a figure the
+run did not measure (TTFT of a run that did not stream) fails with "no
+data".
 """
 
 from __future__ import annotations
@@ -46,7 +69,7 @@ import pandas as pd
 from loadgrade.analysis.degradation import load_order
 from loadgrade.analysis.errors import AnalysisInputError
 
-__all__ = ["RULE_METRICS", "Rule", "check_rules", "parse_rule"]
+__all__ = ["CAPACITY_METRICS", "RULE_METRICS", "Rule", "check_rules", "parse_rule"]
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -55,7 +78,14 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "==": operator.eq,
 }
-_CAPACITY = {"goodput": "goodput_rps", "throughput": "throughput_rps"}
+_CAPACITY = {
+    "goodput": "goodput_rps",
+    "throughput": "throughput_rps",
+    "output_tokens_per_s": "output_tokens_per_s",
+    "token_goodput_tps": "token_goodput_tps",
+}
+#: Metrics measured at the best level, not the worst: a rate the run reached somewhere.
+CAPACITY_METRICS: tuple[str, ...] = tuple(_CAPACITY)
 #: Drop metric: (paired column of the level table, column whose marginal drop stands in without it).
 _DROPS = {
     "accuracy_drop": ("accuracy_drop", "effective_accuracy"),
@@ -70,6 +100,7 @@ _ALIASES = {
     "shed_rate": "error_rate_shed",
     "client_error_rate": "error_rate_client",
     "server_error_rate": "error_rate_server",
+    "cut_short_rate": "error_rate_cut_short",
 }
 _COLUMNS = (
     "accuracy",
@@ -102,12 +133,31 @@ _COLUMNS = (
     "lag_p99_ms",
     "lag_max_ms",
     "late_share",
+    "p50_ttft_ms",
+    "p90_ttft_ms",
+    "p95_ttft_ms",
+    "p99_ttft_ms",
+    "max_ttft_ms",
+    "p50_tpot_ms",
+    "p90_tpot_ms",
+    "p95_tpot_ms",
+    "p99_tpot_ms",
+    "max_tpot_ms",
+    "p50_itl_ms",
+    "p90_itl_ms",
+    "p95_itl_ms",
+    "p99_itl_ms",
+    "p99_itl_max_ms",
+    "max_itl_ms",
+    "mean_output_tokens",
     "lost_rate",
     "wrong_rate",
     "failed_rate",
     "shed_rate",
     "client_error_rate",
     "server_error_rate",
+    "cut_short_rate",
+    "answer_drift",
     "coverage",
     "error_rate",
     "error_rate_shed",
@@ -118,6 +168,7 @@ _COLUMNS = (
     "error_rate_connection",
     "error_rate_decode",
     "error_rate_extract",
+    "error_rate_cut_short",
     "inflight_mean",
     "inflight_max",
 )
