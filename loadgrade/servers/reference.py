@@ -1,6 +1,7 @@
 """The reference model server: a real HTTP endpoint whose answers get worse, deterministically, under load.
 
     python -m loadgrade.servers.reference [--port 0] [--service-time-ms 50] [--degrade-above 8] [--shed-above 32]
+        [--ttft-ms 20] [--ttft-per-inflight-ms 5] [--tpot-ms 5] [--tpot-per-inflight-ms 1] [--cut-above 12]
 
 It trains the models of :mod:`.models` at start-up (well under three seconds), binds (``--port 0`` picks a
 free port) and prints one line, ``LISTENING http://HOST:PORT``, on stdout once it accepts connections.
@@ -36,7 +37,10 @@ The other presets' protocols (wire formats in :mod:`loadgrade.servers.wire`), ea
     Also ``GET /ping``.
 ``POST /v1/chat/completions``, ``POST /v1/completions``
     OpenAI-compatible (``openai-chat``, ``openai-completions``): ``"model"`` names the task and the prompt holds the
-    features as a JSON list; the answer is text such as ``"The digit is 7."`` with word counts as ``usage``.
+    features as a JSON list; the answer is text such as ``"The digit is 7."`` whose tokens are its words (the
+    answer last), with their counts as ``usage`` and a ``finish_reason``; ``max_tokens`` keeps the first tokens
+    (``finish_reason: "length"``). With ``"stream": true`` the reply is server-sent events, one chunk per token,
+    as OpenAI streams (see "Streaming model" below).
 
 Class labels are plain ints, regression values floats. Every prediction response also names its tier in the
 ``X-Model-Tier`` header. Malformed JSON or a wrong shape answers 400 ``{"error": ...}``, an unknown model 404.
@@ -56,6 +60,25 @@ count includes the request itself. On arrival, :func:`loadgrade.servers.models.d
 The cheap tier costs the same service time as the primary one on purpose: only the answers' quality changes, which is
 the axis loadgrade measures. Inference runs inline on the event loop (a one-row predict is a fraction of a
 millisecond), so nothing but the load decides the tier.
+
+Streaming model
+---------------
+A streamed reply (``"stream": true`` on the OpenAI endpoints) goes through the same tier decision and then plays
+an LLM server under load, whose batch slows every sequence in it. It stays in flight until its last event is
+written (or its client goes away), so N streaming users hold N requests in flight. Its first token waits
+``--ttft-ms + --ttft-per-inflight-ms * (in_flight - 1)`` with the count at its arrival, each later token
+``--tpot-ms + --tpot-per-inflight-ms * (in_flight - 1)`` with the count at that moment; ``--service-time-ms`` is
+for non-streamed replies only, whose timing streaming leaves as it was. Events due at one moment (the chat's role
+chunk with the first token; the last token with its finish, usage and ``[DONE]`` chunks) go out in one write, and
+every write at once: nothing buffers a stream.
+
+More than ``--cut-above`` in flight at a stream's arrival (``0`` never cuts), its reply is cut short, each such
+stream in turn taking the next of three ways (:data:`loadgrade.servers.wire.CUT_KINDS`), so any few of them show
+all three: ``length`` (two tokens, before the answer, then ``finish_reason: "length"``), ``empty`` (no text,
+``finish_reason: "stop"``) and ``no_end`` (two tokens, then the body ends with neither a ``finish_reason`` nor
+``[DONE]``). A stream shed in fallback mode is sent at once and never cut; shed with 503, it is a JSON error like
+any other. ``/stats`` counts streams and cut-short replies under ``streaming``; ``/metrics`` has
+``reference_streams_total`` and ``reference_cut_short_total{reason=...}``.
 """
 
 import argparse
@@ -71,8 +94,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
@@ -83,8 +106,9 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from loadgrade.servers import wire
 from loadgrade.servers.models import MODEL_NAMES, ModelSet, Task, decide_tier, train_models
@@ -96,12 +120,18 @@ __all__ = ["ServerConfig", "create_app", "main", "running_server"]
 ShedMode = Literal["503", "fallback"]
 
 _LISTENING = "LISTENING "
+_TIME_FIELDS = ("service_time_ms", "ttft_ms", "ttft_per_inflight_ms", "tpot_ms", "tpot_per_inflight_ms")
+#: ServerConfig fields about streamed replies; /stats lists them apart from the degradation settings
+_STREAM_FIELDS = ("ttft_ms", "ttft_per_inflight_ms", "tpot_ms", "tpot_per_inflight_ms", "cut_above")
 _IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """How the app degrades under load (see the module docstring); the defaults never degrade.
+    """How the app degrades under load (see the module docstring).
+
+    The defaults never degrade or shed; streamed replies are paced (TTFT and TPOT grow with the requests in flight)
+    and cut short above 12 in flight.
 
     Attributes
     ----------
@@ -115,6 +145,13 @@ class ServerConfig:
         More requests in flight than this are shed; ``None`` never sheds.
     shed_mode : {"503", "fallback"}
         Shed with an HTTP 503, or with a 200 carrying the constant fallback answer.
+    ttft_ms, ttft_per_inflight_ms : float
+        A streamed reply's first token waits ``ttft_ms + ttft_per_inflight_ms * (in_flight - 1)``, with the
+        in-flight count at its arrival.
+    tpot_ms, tpot_per_inflight_ms : float
+        Each later token waits ``tpot_ms + tpot_per_inflight_ms * (in_flight - 1)``, with the count at that moment.
+    cut_above : int or None
+        More requests in flight than this at a stream's arrival cut its reply short; ``None`` never cuts.
     """
 
     seed: int = 0
@@ -122,13 +159,18 @@ class ServerConfig:
     degrade_above: int | None = None
     shed_above: int | None = None
     shed_mode: ShedMode = "503"
+    ttft_ms: float = 20.0
+    ttft_per_inflight_ms: float = 5.0
+    tpot_ms: float = 5.0
+    tpot_per_inflight_ms: float = 1.0
+    cut_above: int | None = 12
 
     def __post_init__(self) -> None:
-        if not self.service_time_ms >= 0:
-            raise ValueError(
-                f"service_time_ms must be a non-negative number of milliseconds; got {self.service_time_ms}"
-            )
-        for name in ("degrade_above", "shed_above"):
+        for name in _TIME_FIELDS:
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"{name} must be a non-negative number of milliseconds; got {value}")
+        for name in ("degrade_above", "shed_above", "cut_above"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be a non-negative number of requests or None; got {value}")
@@ -146,6 +188,32 @@ class _Stats:
     bad_requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    streams: int = 0
+    cut_short: dict[str, int] = field(default_factory=lambda: dict.fromkeys(wire.CUT_KINDS, 0))
+
+
+class _EventStream(StreamingResponse):
+    """A server-sent event stream that calls ``on_close`` once it is over, however it ends.
+
+    The in-flight count must cover the whole stream, not just the handler that returns it; Starlette's background
+    tasks do not run when the client goes away, so the count is released here.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, events: AsyncGenerator[bytes, None], *, on_close: Callable[[], None], headers: Mapping[str, str]
+    ) -> None:
+        super().__init__(events, headers={"Cache-Control": "no-cache", **headers})
+        self._events = events
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+            await self._events.aclose()  # a stream abandoned between two events is still suspended at its yield
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -177,12 +245,14 @@ class _Service:
         self.tasks = {name: models[name] for name in MODEL_NAMES}
         self.stats = _Stats()
         self._service_time_s = config.service_time_ms / 1000
+        self._cuts = 0  # streams cut short so far: picks the next cut-short kind in turn
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ready", "models": list(MODEL_NAMES)})
 
     async def stats_endpoint(self, request: Request) -> Response:
         stats = self.stats
+        settings = asdict(self.config)
         return JSONResponse(
             {
                 "requests": stats.requests,
@@ -195,7 +265,12 @@ class _Service:
                 "bad_requests": stats.bad_requests,
                 "in_flight": stats.in_flight,
                 "max_in_flight": stats.max_in_flight,
-                "config": asdict(self.config),
+                "config": {k: v for k, v in settings.items() if k not in _STREAM_FIELDS},
+                "streaming": {
+                    "streams": stats.streams,
+                    "cut_short": dict(stats.cut_short),
+                    "config": {k: settings[k] for k in _STREAM_FIELDS},
+                },
             }
         )
 
@@ -215,6 +290,12 @@ class _Service:
             "# HELP reference_in_flight Predict requests being answered now (the server's queue).",
             "# TYPE reference_in_flight gauge",
             f"reference_in_flight {stats.in_flight}",
+            "# HELP reference_streams_total Streamed (server-sent events) replies begun.",
+            "# TYPE reference_streams_total counter",
+            f"reference_streams_total {stats.streams}",
+            "# HELP reference_cut_short_total Streamed replies cut short under load, by how.",
+            "# TYPE reference_cut_short_total counter",
+            *(f'reference_cut_short_total{{reason="{kind}"}} {n}' for kind, n in stats.cut_short.items()),
         ]
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
@@ -371,33 +452,115 @@ class _Service:
         return JSONResponse({"object": "list", "data": data})
 
     async def openai_chat(self, request: Request) -> Response:
-        return await self._openai(request, wire.parse_chat, wire.reply_chat)
+        return await self._openai(request, wire.parse_chat, wire.reply_chat, chat=True)
 
     async def openai_completion(self, request: Request) -> Response:
-        return await self._openai(request, wire.parse_completion, wire.reply_completion)
+        return await self._openai(request, wire.parse_completion, wire.reply_completion, chat=False)
 
     async def _openai(
         self,
         request: Request,
         parse: Callable[[Any, Task], np.ndarray],
-        reply: Callable[[Task, Any, dict[str, Any]], dict[str, Any]],
+        reply: Callable[..., dict[str, Any]],
+        *,
+        chat: bool,
     ) -> Response:
         try:
             document = wire.decode_json(await request.body())
-            name = wire.openai_model(document)
+            options = wire.openai_options(document, chat=chat)
         except _BadRequest as exc:
             return _openai_error(400, str(exc), None)
-        task = self.tasks.get(name)
+        task = self.tasks.get(options.model)
         if task is None:
-            message = f"The model {name!r} does not exist; known models are: {', '.join(MODEL_NAMES)}"
+            message = f"The model {options.model!r} does not exist; known models are: {', '.join(MODEL_NAMES)}"
             return JSONResponse(wire.openai_error(message, code="model_not_found"), status_code=404)
+        if options.stream:
+            return self._stream(task, document, options, parse, chat=chat)
         return await self._serve(
             request,
             task,
             lambda body: parse(document, task),
-            lambda answers, served: reply(task, answers[0], document),
+            lambda answers, served: reply(task, answers[0], document, max_tokens=options.max_tokens),
             _openai_error,
         )
+
+    def _stream(
+        self,
+        task: Task,
+        document: dict[str, Any],
+        options: wire.OpenAIOptions,
+        parse: Callable[[Any, Task], np.ndarray],
+        *,
+        chat: bool,
+    ) -> Response:
+        """Like :meth:`_serve`, for a streamed reply: paced by TTFT and TPOT, cut short above ``cut_above``.
+
+        The request stays in flight until its stream is over (:class:`_EventStream` releases it). Shedding and the
+        cheap tier apply as to any request; a shed stream in fallback mode is sent at once and never cut.
+        """
+        stats, config = self.stats, self.config
+        stats.requests += 1
+        stats.in_flight += 1
+        stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+        arrived = stats.in_flight
+        streaming = False
+        try:
+            tier = decide_tier(arrived, degrade_above=config.degrade_above, shed_above=config.shed_above)
+            if tier == "shed" and config.shed_mode == "503":
+                stats.rejected += 1
+                return _openai_error(503, "overloaded", {"X-Model-Tier": "shed"})
+            try:
+                X = parse(document, task)
+            except _BadRequest as exc:
+                stats.bad_requests += 1
+                return _openai_error(400, str(exc), None)
+            cut: wire.CutKind | None = None
+            if tier == "shed":
+                served, answer = "fallback", task.fallback
+                stats.fallback += 1
+            else:
+                model = task.primary if tier == "primary" else task.cheap
+                with sklearn.config_context(assume_finite=True):
+                    served, answer = tier, model.predict(X).tolist()[0]
+                if tier == "primary":
+                    stats.primary += 1
+                else:
+                    stats.cheap += 1
+                if config.cut_above is not None and arrived > config.cut_above:
+                    cut = wire.CUT_KINDS[self._cuts % len(wire.CUT_KINDS)]
+                    self._cuts += 1
+                    stats.cut_short[cut] += 1
+            stats.streams += 1
+            frames = wire.stream_frames(task, answer, document, options, chat=chat, cut=cut)
+            events = self._paced(frames, arrived, paced=tier != "shed")
+            response = _EventStream(events, on_close=self._stream_over, headers={"X-Model-Tier": served})
+            streaming = True
+            return response
+        finally:
+            if not streaming:
+                stats.in_flight -= 1
+
+    def _stream_over(self) -> None:
+        self.stats.in_flight -= 1
+
+    def _delay_s(self, base_ms: float, per_inflight_ms: float, in_flight: int) -> float:
+        return (base_ms + per_inflight_ms * max(0, in_flight - 1)) / 1000
+
+    async def _paced(self, frames: wire.StreamFrames, arrived: int, *, paced: bool) -> AsyncGenerator[bytes, None]:
+        """The frames as written: events due at the same moment go out in one write, each write at once."""
+        config = self.config
+        if paced:
+            await asyncio.sleep(self._delay_s(config.ttft_ms, config.ttft_per_inflight_ms, arrived))
+        if not frames.tokens:
+            yield b"".join(frames.opening + frames.closing)
+            return
+        last = len(frames.tokens) - 1
+        for position, token in enumerate(frames.tokens):
+            if position and paced:
+                await asyncio.sleep(self._delay_s(config.tpot_ms, config.tpot_per_inflight_ms, self.stats.in_flight))
+            before = frames.opening if position == 0 else ()
+            after = frames.closing if position == last else ()
+            yield b"".join((*before, token, *after))
 
 
 def _torchserve_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -526,6 +689,16 @@ degradation model:
   Primary and cheap answers both wait --service-time-ms (asyncio.sleep), so with N users in a closed loop about N
   requests are in flight: --degrade-above 8 degrades once more than 8 users are busy at the same time.
 
+streaming model ("stream": true on the OpenAI endpoints; server-sent events as OpenAI sends them):
+  A streamed reply is in flight until its last event. Its first token waits
+  --ttft-ms + --ttft-per-inflight-ms x (in flight at arrival - 1), each later token
+  --tpot-ms + --tpot-per-inflight-ms x (in flight now - 1); --service-time-ms does not apply.
+  More than --cut-above in flight at arrival: the reply is cut short, each such stream in turn
+    1. after 2 tokens, before the answer, with finish_reason "length"
+    2. empty: no text, finish_reason "stop"
+    3. after 2 tokens with no finish_reason and no [DONE]
+  Shedding and the cheap model apply to streams as to any request.
+
 endpoints (MODEL is digits or diabetes):
   GET /health  GET /stats
   POST /predict[?model=diabetes]                          flask-predict
@@ -534,7 +707,8 @@ endpoints (MODEL is digits or diabetes):
   POST /v1/models/MODEL[/versions/1]:predict              tf-serving
   POST /predictions/MODEL[/1.0]                           torchserve (+ GET /ping)
   POST /v1/chat/completions, /v1/completions              openai-chat, openai-completions ("model": MODEL; the
-                                                          prompt holds the features as a JSON list)
+                                                          prompt holds the features as a JSON list; max_tokens
+                                                          and "stream": true are honoured)
 
 Prints "LISTENING http://HOST:PORT" on stdout once it accepts connections; stops on SIGTERM or SIGINT."""
 
@@ -550,7 +724,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=_non_negative(float),
         default=0.0,
         metavar="MS",
-        help="time each primary or cheap answer takes",
+        help="time each primary or cheap non-streamed answer takes",
     )
     parser.add_argument(
         "--degrade-above",
@@ -567,6 +741,24 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="in-flight count above which requests are shed (default: never shed)",
     )
     parser.add_argument("--shed-mode", choices=["503", "fallback"], default="503", help="how to shed a request")
+    defaults = ServerConfig()
+    streaming = parser.add_argument_group(
+        "streamed replies", '("stream": true on /v1/chat/completions and /v1/completions; see "streaming model" above)'
+    )
+    for option, default, text in (
+        ("--ttft-ms", defaults.ttft_ms, "time to a streamed reply's first token, with 1 request in flight"),
+        ("--ttft-per-inflight-ms", defaults.ttft_per_inflight_ms, "time to first token added per other request"),
+        ("--tpot-ms", defaults.tpot_ms, "time between two tokens of a streamed reply, with 1 request in flight"),
+        ("--tpot-per-inflight-ms", defaults.tpot_per_inflight_ms, "time between tokens added per other request"),
+    ):
+        streaming.add_argument(option, type=_non_negative(float), default=default, metavar="MS", help=text)
+    streaming.add_argument(
+        "--cut-above",
+        type=_non_negative(int),
+        default=defaults.cut_above,
+        metavar="C",
+        help="in-flight count above which streamed replies are cut short; 0 never cuts",
+    )
     parser.add_argument(
         "--log-level",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
@@ -574,6 +766,21 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="uvicorn's log level (logs go to stderr; there is no access log)",
     )
     return parser
+
+
+def _config(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        seed=args.seed,
+        service_time_ms=args.service_time_ms,
+        degrade_above=args.degrade_above,
+        shed_above=args.shed_above,
+        shed_mode=args.shed_mode,
+        ttft_ms=args.ttft_ms,
+        ttft_per_inflight_ms=args.ttft_per_inflight_ms,
+        tpot_ms=args.tpot_ms,
+        tpot_per_inflight_ms=args.tpot_per_inflight_ms,
+        cut_above=args.cut_above or None,  # on the command line 0 means never: there is no "None" to type
+    )
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -589,13 +796,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m loadgrade.
             f"refusing to listen on {args.host!r}: it is not a loopback address and the server has no "
             "authentication; pass --allow-remote to listen on it anyway"
         )
-    config = ServerConfig(
-        seed=args.seed,
-        service_time_ms=args.service_time_ms,
-        degrade_above=args.degrade_above,
-        shed_above=args.shed_above,
-        shed_mode=args.shed_mode,
-    )
+    config = _config(args)
     # uvicorn handles these signals while it serves, then restores these handlers and re-raises the signal; exiting
     # with status 0 from here makes a requested stop a clean one, during training as well as after serving.
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -18,8 +18,17 @@ OpenAI completions     ``{"model", "prompt"}``, features as a JSON list        `
 =====================  ====================================================  ==========================================
 
 For the OpenAI-style endpoints the "model" field names the task (``digits`` or ``diabetes``), the features are the
-first bracketed list in the prompt that holds exactly as many numbers as the model has features, and the usage
-token counts are whitespace-separated words (a stand-in for a tokenizer, deterministic and cheap).
+first bracketed list in the prompt that holds exactly as many numbers as the model has features, and the tokens
+are the words of the answer, each with the space before it (a stand-in for a tokenizer, deterministic and cheap):
+``"The digit is 7."`` is ``["The", " digit", " is", " 7."]``, so the answer comes last and a reply cut after a few
+tokens has lost it. ``max_tokens`` (chat also ``max_completion_tokens``) keeps the first tokens and says
+``finish_reason: "length"``; usage counts the tokens sent.
+
+With ``"stream": true`` the reply is server-sent events as OpenAI sends them, one ``data: {chunk}`` per token
+(chat: a first ``delta: {"role": "assistant", "content": ""}``, then ``delta: {"content": token}``; completions:
+``choices[0].text``), a last chunk with an empty delta (or text) and the ``finish_reason``, then, when asked with
+``"stream_options": {"include_usage": true}``, a chunk with ``choices: []`` and ``usage``, and ``data: [DONE]``.
+:func:`stream_frames` builds them; the server only paces them.
 """
 
 from __future__ import annotations
@@ -28,18 +37,30 @@ import json
 import math
 import re
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 from loadgrade.servers.models import Task
 
 __all__ = [
+    "CUT_KINDS",
     "BadRequest",
+    "CutKind",
+    "OpenAIOptions",
+    "StreamFrames",
     "check_row",
     "decode_json",
+    "openai_options",
     "rows_array",
+    "stream_frames",
+    "tokens",
 ]
+
+CutKind = Literal["length", "empty", "no_end"]
+#: How a streamed reply is cut short under load, in the order the server takes them in turn.
+CUT_KINDS: tuple[CutKind, ...] = ("length", "empty", "no_end")
 
 OIP_OUTPUT = "predict"
 OIP_VERSION = "1"
@@ -185,13 +206,53 @@ def parse_torchserve(document: Any, task: Task) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- OpenAI-style
 
 
-def openai_model(document: Any) -> str:
-    """The model named in an OpenAI-style request (the task), or a BadRequest."""
+@dataclass(frozen=True)
+class OpenAIOptions:
+    """The fields of an OpenAI-style request that shape the reply rather than the answer."""
+
+    model: str
+    stream: bool = False
+    include_usage: bool = False
+    max_tokens: int | None = None
+
+
+def _flag(document: dict[str, Any], key: str, where: str) -> bool:
+    value = document.get(key)
+    if value is not None and type(value) is not bool:
+        raise BadRequest(f"{where} must be true or false; got {json.dumps(value)}")
+    return bool(value)
+
+
+def openai_options(document: Any, *, chat: bool) -> OpenAIOptions:
+    """The model (the task), streaming and length options of an OpenAI-style request, or a BadRequest.
+
+    >>> openai_options({"model": "digits", "stream": True, "stream_options": {"include_usage": True}}, chat=True)
+    OpenAIOptions(model='digits', stream=True, include_usage=True, max_tokens=None)
+    >>> openai_options({"model": "digits", "max_tokens": 2}, chat=False).max_tokens
+    2
+    """
     if not isinstance(document, dict) or not isinstance(document.get("model"), str):
         raise BadRequest('request body must be a JSON object with a "model" field naming the model')
-    if document.get("stream"):
-        raise BadRequest("stream is not supported by this server")
-    return str(document["model"])
+    stream = _flag(document, "stream", "stream")
+    stream_options = document.get("stream_options")
+    include_usage = False
+    if stream_options is not None:
+        if not stream:  # as OpenAI answers: the option means nothing without a stream
+            raise BadRequest("stream_options is only allowed when stream is true")
+        if not isinstance(stream_options, dict):
+            raise BadRequest('stream_options must be an object such as {"include_usage": true}')
+        include_usage = _flag(stream_options, "include_usage", "stream_options.include_usage")
+    keys = ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",)
+    limits = [document[key] for key in keys if document.get(key) is not None]
+    for value in limits:
+        if type(value) is not int or value < 1:
+            raise BadRequest(f"max_tokens must be a whole number of at least 1; got {json.dumps(value)}")
+    return OpenAIOptions(
+        model=str(document["model"]),
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=min(limits) if limits else None,
+    )
 
 
 def features_in_text(text: str, task: Task) -> np.ndarray:
@@ -229,6 +290,15 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+def tokens(text: str) -> list[str]:
+    """The reply's tokens: its words, each with the whitespace before it, so that they join back into the text.
+
+    >>> tokens(" The digit is 7.")
+    [' The', ' digit', ' is', ' 7.']
+    """
+    return re.findall(r"\s*\S+", text)
+
+
 def answer_text(task: Task, answer: Any) -> str:
     """
     >>> from types import SimpleNamespace
@@ -238,33 +308,140 @@ def answer_text(task: Task, answer: Any) -> str:
     return _ANSWER_TEXT.get(task.name, "The answer is {}.").format(answer)
 
 
-def reply_chat(task: Task, answer: Any, document: dict[str, Any]) -> dict[str, Any]:
-    text = answer_text(task, answer)
-    prompt_words = sum(_words(m["content"]) for m in document["messages"] if isinstance(m.get("content"), str))
+def _reply_tokens(task: Task, answer: Any, *, chat: bool, max_tokens: int | None) -> tuple[list[str], str]:
+    """The tokens of the answer (completions continue the prompt, so theirs start with a space) and why they end."""
+    pieces = tokens(answer_text(task, answer) if chat else " " + answer_text(task, answer))
+    if max_tokens is not None and len(pieces) > max_tokens:
+        return pieces[:max_tokens], "length"
+    return pieces, "stop"
+
+
+def _prompt_words(document: dict[str, Any], *, chat: bool) -> int:
+    if chat:
+        return sum(_words(m["content"]) for m in document["messages"] if isinstance(m.get("content"), str))
+    return _words(document["prompt"])
+
+
+def reply_chat(task: Task, answer: Any, document: dict[str, Any], *, max_tokens: int | None = None) -> dict[str, Any]:
+    pieces, finish = _reply_tokens(task, answer, chat=True, max_tokens=max_tokens)
+    message = {"role": "assistant", "content": "".join(pieces)}
     return {
         "id": f"chatcmpl-ref-{time.monotonic_ns()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": task.name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": _usage(prompt_words, _words(text)),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": _usage(_prompt_words(document, chat=True), len(pieces)),
     }
 
 
-def reply_completion(task: Task, answer: Any, document: dict[str, Any]) -> dict[str, Any]:
-    text = " " + answer_text(task, answer)
+def reply_completion(
+    task: Task, answer: Any, document: dict[str, Any], *, max_tokens: int | None = None
+) -> dict[str, Any]:
+    pieces, finish = _reply_tokens(task, answer, chat=False, max_tokens=max_tokens)
     return {
         "id": f"cmpl-ref-{time.monotonic_ns()}",
         "object": "text_completion",
         "created": int(time.time()),
         "model": task.name,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
-        "usage": _usage(_words(document["prompt"]), _words(text)),
+        "choices": [{"index": 0, "text": "".join(pieces), "logprobs": None, "finish_reason": finish}],
+        "usage": _usage(_prompt_words(document, chat=False), len(pieces)),
     }
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+#: The end of an OpenAI-style stream.
+SSE_DONE = b"data: [DONE]\n\n"
+#: Tokens a reply cut short with finish_reason "length" (or with no end) keeps: fewer than the answer needs.
+CUT_TOKENS = 2
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    """One server-sent event carrying a JSON object."""
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+@dataclass(frozen=True)
+class StreamFrames:
+    """A streamed reply as its server-sent events, grouped by when they are sent.
+
+    ``opening`` goes out with the first token (or, with no tokens, after the time to the first one), each of
+    ``tokens`` one pace apart, ``closing`` right after the last token: ``finish_reason``, usage, ``[DONE]``.
+    """
+
+    opening: tuple[bytes, ...]
+    tokens: tuple[bytes, ...]
+    closing: tuple[bytes, ...]
+
+
+def stream_frames(
+    task: Task,
+    answer: Any,
+    document: dict[str, Any],
+    options: OpenAIOptions,
+    *,
+    chat: bool,
+    cut: CutKind | None = None,
+) -> StreamFrames:
+    """The server-sent events of a streamed chat or completion reply, whole or cut short.
+
+    ``cut`` is how the reply is cut short: ``"length"`` stops after :data:`CUT_TOKENS` tokens with finish_reason
+    "length" (before the answer), ``"empty"`` sends no text and finish_reason "stop", ``"no_end"`` sends
+    :data:`CUT_TOKENS` tokens and stops, with neither a finish_reason nor ``[DONE]``.
+
+    >>> from types import SimpleNamespace
+    >>> frames = stream_frames(SimpleNamespace(name="digits"), 7, {"prompt": "[1, 2]"},
+    ...                        OpenAIOptions("digits", stream=True, include_usage=True), chat=False)
+    >>> [json.loads(f[6:])["choices"][0]["text"] for f in frames.tokens]
+    [' The', ' digit', ' is', ' 7.']
+    >>> [json.loads(f[6:]).get("usage") for f in frames.closing[:2]]
+    [None, {'prompt_tokens': 2, 'completion_tokens': 4, 'total_tokens': 6}]
+    >>> frames.closing[-1] == SSE_DONE
+    True
+    """
+    pieces, finish = _reply_tokens(task, answer, chat=chat, max_tokens=options.max_tokens)
+    end: str | None = finish
+    if cut == "length":
+        pieces, end = pieces[:CUT_TOKENS], "length"
+    elif cut == "empty":
+        pieces, end = [], "stop"
+    elif cut == "no_end":
+        pieces, end = pieces[:CUT_TOKENS], None
+    head: dict[str, Any] = {
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-ref-{time.monotonic_ns()}",
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": task.name,
+    }
+    if options.include_usage:
+        head["usage"] = None  # as OpenAI does: every chunk but the last has "usage": null
+
+    def chunk(piece: str | None, finish_reason: str | None = None) -> bytes:
+        choice: dict[str, Any]
+        if chat:
+            delta = {} if piece is None else {"content": piece}
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish_reason}
+        return sse({**head, "choices": [choice]})
+
+    opening = (sse({**head, "choices": [_role_choice()]}),) if chat else ()
+    closing: tuple[bytes, ...] = ()
+    if end is not None:
+        closing = (chunk(None, end),)
+        if options.include_usage:
+            usage = _usage(_prompt_words(document, chat=chat), len(pieces))
+            closing += (sse({**head, "choices": [], "usage": usage}),)
+        closing += (SSE_DONE,)
+    return StreamFrames(opening=opening, tokens=tuple(chunk(piece) for piece in pieces), closing=closing)
+
+
+def _role_choice() -> dict[str, Any]:
+    delta = {"role": "assistant", "content": ""}
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
 
 
 def openai_error(message: str, *, kind: str = "invalid_request_error", code: str | None = None) -> dict[str, Any]:
