@@ -540,6 +540,7 @@ def level_table(
     slo_tpot_ms: float | None = None,
     confidence: float = 0.95,
     n_dataset: int | None = None,
+    graded: bool = False,
     progress: bool = False,
 ) -> pd.DataFrame:
     """One row per load level with every figure the report shows.
@@ -565,6 +566,10 @@ def level_table(
     n_dataset : int or None
         Labelled samples in the dataset (the truth rows), for ``coverage``;
         default: the distinct labelled samples the whole run sent.
+    graded : bool, default False
+        The scenario's ``grading`` decided ``correct`` (:mod:`analysis.grading`): a text task's answers are then
+        answer keys, not the reply's words, so ``exact_match`` and ``normalised_match`` (the raw label against
+        the reply) would say nothing true and are left out; ``accuracy`` is the graded figure.
     progress : bool, default False
         Show a progress bar over the levels on stderr.
 
@@ -848,8 +853,10 @@ def level_table(
         else:
             y_true = y_true_all[positions[scored]]
             y_pred = y_pred_all[positions[scored]]
-            metrics = regression_metrics if task == "regression" else text_metrics
-            row.update(metrics(y_true, y_pred))
+            if task == "regression":
+                row.update(regression_metrics(y_true, y_pred))
+            elif not graded:
+                row.update(text_metrics(y_true, y_pred))
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1553,6 +1553,7 @@ def analyse_run(
         slo_tpot_ms=slo_tpot,
         confidence=confidence,
         n_dataset=counts.n_truth,
+        graded=counts.grading is not None,
         progress=progress.bars,
     )
     progress.step("statistics: each level against the baseline, paired per sample")

@@ -678,6 +678,14 @@ def test_a_graded_run_reports_accuracy_and_answer_drift(tmp_path: Path) -> None:
     assert analysis.run.grading == GradingSpec(mode="numeric")
     assert any(a.startswith("answers graded numeric") for a in analysis.summary.assumptions)
     assert bool(levels["degraded"].iloc[2])
+    # the raw label against the answer key would be a second, false accuracy (0 here: "10" is not "The answer...")
+    assert not {"exact_match", "normalised_match"} & set(levels.columns)
+
+
+def test_an_ungraded_text_run_keeps_exact_and_normalised_match(tmp_path: Path) -> None:
+    run_dir = _graded_run(tmp_path, None)
+    levels = analyse_run(run_dir, task="text", progress=False).levels.sort_values("level")
+    assert levels["exact_match"].tolist() == [0.0, 0.0, 0.0]  # the reply's words are not the bare number
 
 
 def test_an_ungraded_classification_run_has_no_drift_column(tmp_path: Path) -> None:
